@@ -1,0 +1,24 @@
+# The two commands of the README:
+#   make demo   set up .venv if needed, then run the engine's demo on the embedded default model
+#   make test   set up .venv + test dependencies if needed, then run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench setup setup-dev
+setup:
+	@scripts/bootstrap.sh
+
+setup-dev:
+	@scripts/bootstrap.sh dev
+
+demo: setup
+	$(PY) -m streamer demo $(ARGS)
+
+# pytest exit code 5 means "no tests collected": not a failure for CI.
+test: setup-dev
+	$(PY) -m ruff check protocols model streamer tests bench
+	$(PY) -m pytest $(ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+lint: setup-dev
+	$(PY) -m ruff check protocols model streamer tests bench
+	$(PY) -m mypy protocols streamer
