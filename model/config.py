@@ -16,17 +16,57 @@ from dataclasses import dataclass, field, replace
 
 @dataclass(frozen=True)
 class VitConfig:
-    pass
+    """PE ViT-L/14 trunk: windowed + global blocks, 2-D axial RoPE, tiled absolute position."""
+
+    image_size: int = 1008  # square input; the trunk sees (image_size / patch_size)^2 tokens
+    patch_size: int = 14
+    width: int = 1024
+    depth: int = 32
+    num_heads: int = 16
+    mlp_dim: int = 4736  # mlp_ratio 4.625
+    window_size: int = 24  # tokens per window side in the non-global blocks
+    global_blocks: tuple[int, ...] = (7, 15, 23, 31)
+    pretrain_image_size: int = 336  # abs-pos grid = 24 x 24 (+1 unused cls slot), tiled
+    rope_theta: float = 10000.0
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def grid_size(self) -> int:
+        """Tokens per side of the patch grid (72 at 1008 px)."""
+        return self.image_size // self.patch_size
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
 
 
 @dataclass(frozen=True)
 class NeckConfig:
-    pass
+    """SimpleFPN necks on the last ViT map: `convs` feed the detector, `sam2_convs` the tracker."""
+
+    d_model: int = 256  # channels of every FPN level (= detector and tracker width)
+    scale_factors: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
+    scalp: int = 1  # drop this many lowest-resolution levels: 3 levels at 4x, 2x, 1x the grid
+    tracker_neck: bool = True  # build `sam2_convs` (the tracker's separately weighted copy)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.scale_factors) - self.scalp
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    pass
+    """CLIP-style causal text transformer plus the `resizer` to the detector width."""
+
+    width: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_dim: int = 4096
+    context_length: int = 32
+    vocab_size: int = 49408
+    projection_dim: int = 512  # `text_projection`: in the checkpoint, unused at inference
+    out_dim: int = 256  # resizer output (= NeckConfig.d_model)
+    layer_norm_eps: float = 1e-5
 
 
 # --- detector heads: geometry encoder, fusion encoder, decoder, scoring, segmentation ----------
@@ -71,9 +111,29 @@ def _tiny() -> Sam3Config:
     """Same architecture, small dimensions: a frame in milliseconds on 2 CPU cores (tests, parity)."""
     return Sam3Config(
         name="tiny",
-        vit=replace(VitConfig()),
-        neck=replace(NeckConfig()),
-        text=replace(TextConfig()),
+        vit=replace(
+            VitConfig(),
+            image_size=112,  # 8 x 8 tokens, four 4 x 4 windows
+            width=32,
+            depth=2,
+            num_heads=2,  # head_dim 16: divisible by 4 for 2-D axial RoPE
+            mlp_dim=64,
+            window_size=4,
+            global_blocks=(1,),
+            pretrain_image_size=56,  # 4 x 4 abs-pos grid, tiled to 8 x 8
+        ),
+        # 128: the HF tracker needs a multiple of 64 above 64 for tracker parity tests.
+        neck=replace(NeckConfig(), d_model=128),
+        text=replace(
+            TextConfig(),
+            width=32,
+            depth=2,
+            num_heads=2,
+            mlp_dim=64,
+            vocab_size=1024,
+            projection_dim=32,
+            out_dim=128,
+        ),
         detector=replace(DetectorConfig()),
         tracker=replace(TrackerConfig()),
         video=replace(VideoConfig()),
