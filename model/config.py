@@ -90,7 +90,40 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class VideoConfig:
-    pass
+    """Thresholds of the online loop (model/video.py); defaults are the official
+    `build_sam3_video_model` values (reference §1a "Video wrapper defaults", §1c)."""
+
+    # detection and association (mask IoU on the tracker's low-res mask grid)
+    score_threshold_detection: float = 0.5  # keep detections with prob > this
+    det_nms_thresh: float = 0.1  # mask NMS: drop a detection with IoU > this to a better one; 0 = off
+    assoc_iou_thresh: float = 0.1  # detection "matches" a track (and spawns nothing) at IoU >= this
+    trk_assoc_iou_thresh: float = 0.5  # a track counts as matched at IoU >= this
+    new_det_thresh: float = 0.7  # spawn a new object only from an unmatched detection with prob >= this
+    max_num_objects: int = 10_000  # live objects per stream; extra new detections keep the best scores
+    # hot-start: new objects may be removed within their first `hotstart_delay` frames
+    hotstart_delay: int = 15
+    hotstart_unmatch_thresh: int = 8  # ... after this many unmatched frames
+    hotstart_dup_thresh: int = 8  # ... or this many frames sharing a detection with an older object
+    confirm_delay: int = 0  # frames before a new object is published (0: at once, as tentative)
+    # periodic re-conditioning from confident detections
+    recondition_every_nth_frame: int = 16  # 0 = off
+    high_conf_thresh: float = 0.8  # detection prob >=, and tracker object-score logit > (official quirk)
+    high_iou_thresh: float = 0.8  # detection <-> track mask IoU >=
+    recondition_on_trk_masks: bool = False  # False (official): re-prompt with the detection mask
+    # overlaps between objects of one concept
+    suppress_overlap_occlusion_thresh: float = 0.7  # IoU >= this: suppress the most recently occluded; 0 = off
+    shrink_suppress_thresh: float = 0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area
+    fill_hole_area: int = 16  # holes / sprinkles up to this many low-res pixels are cleaned; 0 = off
+    # per-object memory bank (model/memory_bank.py): fixed caps, nothing grows with the stream
+    max_cond_frames: int = 4  # conditioning memories (spawn, refinements, re-conditionings)
+    num_recent_memories: int = 6  # non-conditioning memories (tracker `num_maskmem` - 1)
+    max_object_pointers: int = 16  # object pointers, including the conditioning ones
+    use_memory_selection: bool = True  # official SAM2Long-style filter; False = plain t-1 .. t-6 (HF)
+    memory_selection_threshold: float = 0.01  # keep frames with eff_iou_score > this
+    clear_memory_around_condition: bool = True  # a new conditioning frame drops older recent memories
+    # time: objects unseen for longer than this end with reason `lost` (also across `mark_gap`)
+    gap_tolerance_s: float = 5.0
+    nominal_fps: float = 30.0  # stream clock advance per frame when pts carry no time
 
 
 # --- the whole model -------------------------------------------------------------------------
