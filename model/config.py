@@ -74,7 +74,22 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    pass
+    """Geometry encoder, fusion encoder, DETR decoder, dot-product scoring, segmentation head.
+
+    Every head works at `d_model`, which must equal the neck's `d_model` (no projections between).
+    """
+
+    d_model: int = 256
+    num_heads: int = 8  # every attention of the heads; also the box-RPB bias channels
+    ffn_dim: int = 2048  # FFN of every encoder/decoder layer and of the scoring prompt MLP
+    geometry_layers: int = 3  # exemplar (box / point) encoder
+    fusion_layers: int = 6  # image x prompt fusion encoder
+    decoder_layers: int = 6
+    num_queries: int = 200
+    roi_size: int = 7  # ROI-align output side for exemplar boxes
+    upsampling_stages: int = 3  # pixel-decoder convs in the checkpoint (levels - 1 are used)
+    score_clamp: float = 12.0  # dot-product logits are clamped to +-this
+    layer_norm_eps: float = 1e-5
 
 
 # --- tracker: SAM heads, memory encoder, memory attention, memory bank -------------------------
@@ -167,7 +182,16 @@ def _tiny() -> Sam3Config:
             projection_dim=32,
             out_dim=128,
         ),
-        detector=replace(DetectorConfig()),
+        detector=replace(
+            DetectorConfig(),
+            d_model=128,  # = neck.d_model
+            num_heads=4,
+            ffn_dim=128,
+            geometry_layers=1,
+            fusion_layers=2,
+            decoder_layers=2,
+            num_queries=16,
+        ),
         tracker=replace(TrackerConfig()),
         video=replace(VideoConfig()),
     )
