@@ -1,0 +1,56 @@
+"""2-D axial rotary position embedding (RoPE) as pure functions.
+
+Channel pairs (2i, 2i+1) of each head are treated as one complex number and rotated by an angle
+that depends on the token's x position (first half of the pairs) or y position (second half).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def axial_rope_angles(
+    head_dim: int,
+    end_x: int,
+    end_y: int,
+    *,
+    theta: float = 10000.0,
+    scale: float = 1.0,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Rotation angles for an end_y x end_x grid, row-major: (end_x * end_y, head_dim // 2) float32.
+
+    Token i sits at x = i % end_x, y = i // end_x (times `scale`). The first head_dim // 4 pairs
+    rotate with x, the last head_dim // 4 with y, at frequencies 1 / theta ** (4k / head_dim).
+    """
+    if head_dim % 4:
+        raise ValueError(f"2-D axial RoPE needs head_dim divisible by 4, got {head_dim}")
+    freqs = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 4, device=device)[: head_dim // 4].float() / head_dim)
+    )
+    t = torch.arange(end_x * end_y, dtype=torch.float32, device=device)
+    t_x = (t % end_x) * scale
+    t_y = torch.div(t, end_x, rounding_mode="floor") * scale
+    return torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)  # L x D/2
+
+
+def axial_rope_freqs(
+    head_dim: int,
+    end_x: int,
+    end_y: int,
+    *,
+    theta: float = 10000.0,
+    scale: float = 1.0,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Unit complex rotations `freqs_cis`: (end_x * end_y, head_dim // 2) complex64."""
+    angles = axial_rope_angles(head_dim, end_x, end_y, theta=theta, scale=scale, device=device)
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rotary(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs of x (..., L, D) by freqs_cis (L, D/2); computed in float32, returns x's dtype."""
+    if freqs_cis.shape != (x.shape[-2], x.shape[-1] // 2):
+        raise ValueError(f"freqs_cis {tuple(freqs_cis.shape)} does not fit x {tuple(x.shape)}")
+    x_complex = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # ... x L x D/2
+    return torch.view_as_real(x_complex * freqs_cis).flatten(-2).type_as(x)  # ... x L x D
