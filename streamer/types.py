@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
 
 import numpy as np
@@ -43,3 +44,19 @@ class SourceInfo:
     fps: float
     time_base: Fraction
     live: bool  # live sources drop stale frames; files keep every frame unless asked otherwise
+
+
+class SourceState(StrEnum):
+    """What a source reports through `on_status`; a `str`, so plain-string callers keep working.
+
+    connecting -> live -> (stalled ->) reconnecting -> live ... -> ended | failed. `stalled` means no
+    packet arrived within the stall timeout; `ended` is a clean end of a file or of `aclose()`,
+    `failed` comes right before the `SourceError` reaches the iterator.
+    """
+
+    CONNECTING = "connecting"
+    LIVE = "live"
+    STALLED = "stalled"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
