@@ -97,7 +97,66 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    pass
+    """SAM 2-style tracker (`tracker.*` keys): SAM prompt encoder and mask decoder, memory encoder,
+    memory attention, object pointers. Official `build_tracker` values (reference §1a "Tracker").
+
+    `d_model` must equal `NeckConfig.d_model` and `image_size` / `backbone_stride` the ViT's
+    image and patch size: the tracker reads the `sam2_convs` maps at 4x, 2x and 1x the grid.
+    """
+
+    d_model: int = 256  # SAM heads and memory attention width
+    image_size: int = 1008
+    backbone_stride: int = 14  # grid = image_size / stride = 72; low-res masks 4x that (288)
+    mem_dim: int = 64  # memory encoder output; object pointers split into d_model / mem_dim tokens
+    num_maskmem: int = 7  # temporal slots: 1 for conditioning frames + 6 recent frames
+    max_obj_ptrs_in_encoder: int = 16  # pointer temporal encoding divides distances by this - 1
+    # SAM prompt encoder and mask decoder
+    mask_in_chans: int = 16
+    num_multimask_outputs: int = 3
+    decoder_depth: int = 2  # two-way transformer blocks
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    decoder_attention_downsample: int = 2  # token <-> image attention runs at d_model / 2
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    dynamic_multimask_via_stability: bool = True  # single-mask output falls back to the best
+    dynamic_multimask_stability_delta: float = 0.05  # ... multimask when its stability score
+    dynamic_multimask_stability_thresh: float = 0.98  # ... is below this
+    multimask_output_in_sam: bool = True
+    multimask_output_for_tracking: bool = True  # also on frames without prompts
+    multimask_min_pt_num: int = 0  # multimask only for 0..1 clicks (a box counts as 2)
+    multimask_max_pt_num: int = 1
+    # memory attention (tracker.transformer.encoder)
+    memory_layers: int = 4
+    memory_heads: int = 1
+    memory_mlp_dim: int = 2048
+    rope_theta: float = 10000.0
+    memory_input_pos_scale: float = 0.1  # query = feature + 0.1 * sine position
+    # memory encoder (tracker.maskmem_backbone)
+    fuser_layers: int = 2  # ConvNeXt blocks
+    fuser_kernel_size: int = 7
+    fuser_mlp_dim: int = 1024
+    fuser_layer_scale_init: float = 1e-6
+    downsampler_kernel_size: int = 3
+    downsampler_stride: int = 2  # 4 stride-2 convs: 16x down, 1 -> 4 -> 16 -> 64 -> 256 channels
+    downsampler_total_stride: int = 16
+    sigmoid_scale_for_mem_enc: float = 20.0  # mask probabilities enter memory as p * 20 - 10
+    sigmoid_bias_for_mem_enc: float = -10.0
+
+    @property
+    def grid_size(self) -> int:
+        """Feature grid side of the lowest tracker level (72 at 1008 px)."""
+        return self.image_size // self.backbone_stride
+
+    @property
+    def low_res_size(self) -> int:
+        """Side of the mask decoder's output masks (288 at 1008 px)."""
+        return 4 * self.grid_size
+
+    @property
+    def memory_mask_size(self) -> int:
+        """Side at which masks enter the memory encoder (1152 at 1008 px)."""
+        return self.downsampler_total_stride * self.grid_size
 
 
 # --- the online video loop: association, hot-start, re-conditioning thresholds ----------------
@@ -192,7 +251,17 @@ def _tiny() -> Sam3Config:
             decoder_layers=2,
             num_queries=16,
         ),
-        tracker=replace(TrackerConfig()),
+        tracker=replace(
+            TrackerConfig(),
+            d_model=128,  # = neck d_model; HF needs a multiple of 64 above 64 (pointer split)
+            image_size=112,
+            decoder_heads=2,
+            decoder_mlp_dim=64,
+            iou_head_hidden_dim=128,
+            memory_layers=2,
+            memory_mlp_dim=64,
+            fuser_mlp_dim=64,
+        ),
         video=replace(VideoConfig()),
     )
 
