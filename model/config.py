@@ -188,10 +188,9 @@ class VideoConfig:
     suppress_overlap_occlusion_thresh: float = 0.7  # IoU >= this: suppress the most recently occluded; 0 = off
     shrink_suppress_thresh: float = 0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area
     fill_hole_area: int = 16  # holes / sprinkles up to this many low-res pixels are cleaned; 0 = off
-    # per-object memory bank (model/memory_bank.py): fixed caps, nothing grows with the stream
+    # per-object memory bank (model/memory_bank.py): fixed caps, nothing grows with the stream;
+    # recent memories and pointers are capped by TrackerConfig.num_maskmem / max_obj_ptrs_in_encoder
     max_cond_frames: int = 4  # conditioning memories (spawn, refinements, re-conditionings)
-    num_recent_memories: int = 6  # non-conditioning memories (tracker `num_maskmem` - 1)
-    max_object_pointers: int = 16  # object pointers, including the conditioning ones
     use_memory_selection: bool = True  # official SAM2Long-style filter; False = plain t-1 .. t-6 (HF)
     memory_selection_threshold: float = 0.01  # keep frames with eff_iou_score > this
     clear_memory_around_condition: bool = True  # a new conditioning frame drops older recent memories
