@@ -1,0 +1,115 @@
+"""Training objective: box/mask loss functions, Hungarian matching, the layered criterion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.train.criterion import DetectionPredictions, detection_loss
+from model.train.losses import (
+    LossWeights,
+    PromptTargets,
+    dice_loss,
+    generalized_box_iou,
+    sigmoid_focal_loss,
+)
+from model.train.matcher import hungarian_match, match_pair
+
+W = LossWeights()
+
+
+def test_generalized_box_iou() -> None:
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    b = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 0.0, 3.0, 2.0], [4.0, 0.0, 6.0, 2.0]])
+    giou = generalized_box_iou(a, b)[0]
+    # identical: 1; half overlap: IoU 2/6, hull = union -> 1/3; disjoint: 0 - (12 - 8) / 12
+    torch.testing.assert_close(giou, torch.tensor([1.0, 1 / 3, -1 / 3]))
+
+
+def test_focal_and_dice_reduce_to_known_forms() -> None:
+    logits = torch.tensor([-2.0, 0.5, 3.0])
+    targets = torch.tensor([0.0, 1.0, 1.0])
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, alpha=-1, gamma=0), bce)
+    assert (sigmoid_focal_loss(logits, targets, alpha=0.5, gamma=2) < bce).all()
+    perfect = dice_loss(torch.full((1, 8), 20.0), torch.ones(1, 8))
+    wrong = dice_loss(torch.full((1, 8), -20.0), torch.ones(1, 8))
+    assert perfect.item() < 1e-3 and wrong.item() > 0.8
+
+
+def _targets(boxes: list[list[float]], hw: int = 16) -> PromptTargets:
+    b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    masks = torch.zeros(len(b), hw, hw)
+    for i, (cx, cy, w, h) in enumerate(b.tolist()):
+        x0, y0 = int((cx - w / 2) * hw), int((cy - h / 2) * hw)
+        masks[i, y0 : y0 + int(h * hw), x0 : x0 + int(w * hw)] = 1
+    return PromptTargets(boxes=b, masks=masks)
+
+
+def test_matching_recovers_the_assignment() -> None:
+    target = _targets([[0.25, 0.25, 0.2, 0.2], [0.7, 0.6, 0.3, 0.2]])
+    boxes = torch.rand(6, 4) * 0.2 + 0.4
+    boxes[4], boxes[1] = target.boxes[0], target.boxes[1]
+    scores = torch.full((6,), -3.0)
+    q, t = match_pair(scores, boxes, target, W)
+    assert dict(zip(q.tolist(), t.tolist(), strict=True)) == {1: 1, 4: 0}
+    q2, t2 = match_pair(scores, boxes, target, W, repeats=2)
+    assert len(q2) == 4 and sorted(t2.tolist()) == [0, 0, 1, 1] and len(set(q2.tolist())) == 4
+    empty = _targets([])
+    assert len(match_pair(scores, boxes, empty, W)[0]) == 0
+    with pytest.raises(ValueError):
+        hungarian_match(scores[None], boxes[None], [target, empty], W)
+
+
+def _predictions(
+    targets: list[PromptTargets], quality: float, layers: int = 2
+) -> DetectionPredictions:
+    """Queries 0..G-1 of each pair predict its instances; `quality` 1 = exact, 0 = noise."""
+    torch.manual_seed(0)
+    p, q, hw = len(targets), 8, 16
+    scores = torch.full((layers, p, q), -6.0)
+    boxes = torch.rand(layers, p, q, 4) * 0.1 + 0.45
+    masks = torch.full((p, q, hw // 2, hw // 2), -6.0)
+    presence = torch.zeros(layers, p)
+    for i, t in enumerate(targets):
+        g = len(t)
+        presence[:, i] = 6.0 if g else -6.0
+        scores[:, i, :g] = 6.0 * quality
+        noise = (1 - quality) * 0.1 * torch.randn(g, 4)
+        boxes[:, i, :g] = (t.boxes + noise).clamp(0.01, 0.99)
+        down = F.avg_pool2d(t.masks[:, None], 2)[:, 0]
+        masks[i, :g] = (down * 2 - 1) * 12 * quality
+    return DetectionPredictions(scores=scores, boxes=boxes, presence=presence, masks=masks)
+
+
+def test_criterion_is_small_for_good_predictions_and_has_gradients() -> None:
+    targets = [
+        _targets([[0.25, 0.25, 0.25, 0.25], [0.7, 0.6, 0.25, 0.25]]),
+        _targets([]),  # negative pair: only presence is supervised
+        _targets([[0.5, 0.5, 0.5, 0.5]]),
+    ]
+    good = detection_loss(_predictions(targets, 1.0), targets, W)
+    bad = detection_loss(_predictions(targets, 0.2), targets, W)
+    assert good.total.item() < 0.2 * bad.total.item()
+    assert good.box_l1 < 1e-6 and good.box_giou < 1e-5 and good.presence < 0.01
+    pred = _predictions(targets, 0.5)
+    leaf = pred.scores.clone().requires_grad_(True)
+    loss = detection_loss(
+        DetectionPredictions(leaf, pred.boxes, pred.presence, pred.masks), targets, W
+    )
+    loss.total.backward()
+    assert leaf.grad is not None
+    assert leaf.grad[:, 1].abs().sum() == 0, "scores of a negative pair must get no gradient"
+    assert leaf.grad[:, 0].abs().sum() > 0
+
+
+def test_aux_one_to_many_and_shape_checks() -> None:
+    targets = [_targets([[0.3, 0.3, 0.2, 0.2]])]
+    pred = _predictions(targets, 0.8, layers=3)
+    one = detection_loss(pred, targets, W)
+    many = detection_loss(pred, targets, W, aux_repeats=3)
+    assert one.total.item() != many.total.item()
+    assert one.score == many.score  # the final layer stays one-to-one
+    with pytest.raises(ValueError):
+        DetectionPredictions(pred.scores, pred.boxes[:, :, :4], pred.presence, pred.masks)
