@@ -18,21 +18,9 @@ from typing import NamedTuple
 
 import torch
 
-# --- mask IoU and mask NMS ---------------------------------------------------------------------
+from model.box_ops import mask_iou
 
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of every pair of binary masks: (N, H, W) bool x (M, H, W) bool -> (N, M) float32.
-
-    Two empty masks have IoU 0 (union clamped to 1), as in the official `mask_iou`.
-    """
-    assert a.dtype == torch.bool and b.dtype == torch.bool, "mask_iou takes bool masks"
-    assert a.shape[1:] == b.shape[1:], f"mask sizes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
-    a_flat = a.flatten(1).float()  # N x HW
-    b_flat = b.flatten(1).float()  # M x HW
-    inter = a_flat @ b_flat.T  # N x M
-    union = a_flat.sum(1)[:, None] + b_flat.sum(1)[None, :] - inter
-    return inter / union.clamp(min=1.0)
+# --- mask NMS (mask IoU lives in model/box_ops.py) ----------------------------------------------
 
 
 def mask_nms(scores: torch.Tensor, masks: torch.Tensor, iou_threshold: float) -> torch.Tensor:
