@@ -1,0 +1,125 @@
+"""Video files (mp4, mkv, webm, anything FFmpeg reads) as a source.
+
+* `realtime=True` paces frames to their pts (a file standing in for a camera); `False` decodes as
+  fast as the consumer takes them.
+* `loop=True` starts again at the end, shifting pts so they keep increasing across loops.
+* The hand-off blocks by default (`HandoffPolicy.BLOCK`): no frame is lost, decoding never runs more
+  than `queue_size` frames ahead. Pass `policy=HandoffPolicy.LATEST` to drop instead when behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import av.container
+import av.error
+
+from streamer.decode import to_rgb
+from streamer.sources.base import SourceError
+from streamer.sources.handoff import HandoffPolicy
+from streamer.sources.pyav_io import av_reason, decoded_frames, make_info, video_stream
+from streamer.sources.threaded import Producer, ThreadedSource
+from streamer.types import SourceState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FileConfig:
+    realtime: bool = False  # pace frames to their pts
+    loop: bool = False
+    speed: float = 1.0  # realtime only: 2.0 plays twice as fast
+    policy: HandoffPolicy = HandoffPolicy.BLOCK
+    queue_size: int = 4
+    size: tuple[int, int] | None = None  # (width, height) to scale to while converting
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise ValueError(f"speed must be > 0, got {self.speed}")
+
+
+class FileSource(ThreadedSource):
+    def __init__(self, path: str | os.PathLike[str], *, stream_id: str = "0",
+                 config: FileConfig | None = None) -> None:  # fmt: skip
+        self.config = config or FileConfig()
+        super().__init__(
+            stream_id=stream_id, policy=self.config.policy, capacity=self.config.queue_size
+        )
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise SourceError(f"video file not found: {self.path}")
+
+    def _describe(self) -> str:
+        return f"file {self.path}"
+
+    def _produce(self, out: Producer) -> None:
+        cfg = self.config
+        pts_offset = 0  # added to every pts so that loops keep pts increasing
+        clock: tuple[float, float] | None = None  # (wall monotonic, media seconds) of the first frame
+        first_pass = True
+        while True:
+            container = self._open()
+            try:
+                stream = video_stream(container)
+                assert stream is not None
+                stream.thread_type = "AUTO"
+                time_base = stream.time_base or Fraction(1, 90_000)
+                frame_step = _frame_step(stream, time_base)
+                last_pts: int | None = None
+                index = 0
+                for frame in decoded_frames(container, stream, out):
+                    if first_pass and index == 0:
+                        size = cfg.size or (frame.width, frame.height)
+                        out.info(make_info(self.path, stream, size, live=cfg.realtime))
+                        out.status(SourceState.LIVE)
+                    pts = frame.pts if frame.pts is not None else index * frame_step
+                    shifted = pts + pts_offset
+                    if cfg.realtime:
+                        clock = self._pace(out, clock, float(shifted * time_base))
+                    out.frame(to_rgb(frame, cfg.size), shifted, time_base)
+                    last_pts = pts
+                    index += 1
+            except av.error.FFmpegError as e:
+                raise SourceError(f"{self._describe()}: read failed ({av_reason(e)})") from None
+            finally:
+                container.close()
+            if index == 0:
+                raise SourceError(f"{self._describe()}: no decodable video frames")
+            if not cfg.loop:
+                return
+            first_pass = False
+            assert last_pts is not None
+            pts_offset += last_pts + frame_step - (stream.start_time or 0)
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            container = av.open(self.path)
+        except av.error.FFmpegError as e:
+            raise SourceError(f"cannot open video file {self.path}: {av_reason(e)}") from None
+        if video_stream(container) is None:
+            container.close()
+            raise SourceError(f"{self.path} has no video stream")
+        return container
+
+    def _pace(
+        self, out: Producer, clock: tuple[float, float] | None, media_s: float
+    ) -> tuple[float, float]:
+        """Sleep until `media_s` is due on the wall clock; returns the clock's anchor."""
+        now = time.monotonic()
+        if clock is None:
+            return now, media_s
+        wall0, media0 = clock
+        due = wall0 + (media_s - media0) / self.config.speed
+        out.sleep(due - now)
+        return clock
+
+
+def _frame_step(stream: av.VideoStream, time_base: Fraction) -> int:
+    """One frame's duration in time_base units (for pts-less frames and loop offsets)."""
+    rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+    return max(1, round(1 / (rate * time_base)))
