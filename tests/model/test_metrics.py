@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from model.eval import (
     mask_iou_matrix,
     summarize,
 )
+from model.eval.runner import Detect, Prediction, evaluate_clips, evaluate_images
+from model.world import ClipConfig, Phrase, Split, clip_sample, image_sample
 
 
 def _box_mask(x0: int, y0: int, x1: int, y1: int, hw: tuple[int, int] = (20, 20)) -> np.ndarray:
@@ -129,3 +133,59 @@ def test_gaps_occlusion_and_presence() -> None:
     assert total.fragmentations == 2 and total.frames == 12
     with pytest.raises(ValueError):
         count_clip(truth, pred[:-1])
+
+
+# --- evaluation loops with oracle and broken predictors --------------------------------------
+
+
+def _oracle(split: Split) -> Detect:
+    """Perfect detector for `split`: re-draws the sample it is shown (looked up by image bytes)."""
+    index = {
+        image_sample(split, i, num_prompts=2).scene.image.tobytes(): image_sample(
+            split, i, num_prompts=2
+        )
+        for i in range(12)
+    }
+
+    def detect(image: np.ndarray, texts: Sequence[str]) -> list[Prediction]:
+        scene = index[image.tobytes()].scene
+        out = []
+        for text in texts:
+            idx = scene.targets(Phrase.parse(text))
+            out.append(Prediction(masks=scene.masks[idx], scores=np.ones(len(idx))))
+        return out
+
+    return detect
+
+
+def test_image_loop_scores_an_oracle_100_and_a_blind_detector_0() -> None:
+    m = evaluate_images(_oracle(Split.HELD_OUT_SEEDS), Split.HELD_OUT_SEEDS, 12)
+    assert m.cgf1 == pytest.approx(100.0) and m.positives > 0 and m.negatives > 0
+
+    def blind(image: np.ndarray, texts: Sequence[str]) -> list[Prediction]:
+        h, w = image.shape[:2]
+        return [Prediction(np.zeros((0, h, w), bool), np.zeros(0)) for _ in texts]
+
+    assert evaluate_images(blind, Split.HELD_OUT_SEEDS, 12).cgf1 == 0.0
+
+
+def test_clip_loop_with_an_oracle_tracker() -> None:
+    config = ClipConfig(num_frames=6)
+    clips = {
+        clip_sample(Split.HELD_OUT_SEEDS, i, config).frames[0].image.tobytes(): i for i in range(2)
+    }
+
+    def track(frames: Iterable[np.ndarray], text: str) -> Iterator[FrameObjects]:
+        frames = list(frames)
+        clip = clip_sample(Split.HELD_OUT_SEEDS, clips[frames[0].tobytes()], config)
+        phrase = Phrase.parse(text)
+        for f in clip.frames:
+            idx = f.targets(phrase)
+            yield FrameObjects(ids=f.ids[idx] + 100, masks=f.masks[idx])
+
+    result = evaluate_clips(track, Split.HELD_OUT_SEEDS, 2, config)
+    assert result.positive.id_switches == 0 and result.positive.recall == 1.0
+    assert (
+        result.negative.presence_fp == 0 and result.negative.presence_tn == result.negative.frames
+    )
+    assert result.frames == 2 * 2 * 6 and result.fps > 0

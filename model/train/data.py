@@ -1,0 +1,75 @@
+"""Tensors for training from the concept world: prompted image batches and clip batches.
+
+A detection batch holds B images and P >= B prompts; `image_index[p]` says which image prompt p
+is about, so the image backbone runs once per image however many prompts it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model.train.losses import PromptTargets
+from model.world import ImageConfig, Scene, Split, image_sample
+
+
+def normalise_images(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float32 in [-1, 1] (SAM 3: mean = std = 0.5)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()  # B x 3 x H x W
+    return x / 127.5 - 1.0
+
+
+def scene_targets(scene: Scene, indices: np.ndarray) -> PromptTargets:
+    """The instances `indices` of a scene as normalised cxcywh boxes and float masks."""
+    h, w = scene.image.shape[:2]
+    xyxy = torch.from_numpy(scene.boxes[indices]).reshape(-1, 4)
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    x0, y0, x1, y1 = (xyxy / scale).unbind(-1)
+    boxes = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
+    masks = torch.from_numpy(scene.masks[indices]).reshape(-1, h, w).float()
+    return PromptTargets(boxes=boxes, masks=masks)
+
+
+@dataclass(frozen=True)
+class DetectionBatch:
+    """images (B, 3, H, W) normalised; texts, image_index (P,) int64 and targets per prompt."""
+
+    images: torch.Tensor
+    texts: tuple[str, ...]
+    image_index: torch.Tensor
+    targets: tuple[PromptTargets, ...]
+
+    def to(self, device: torch.device) -> DetectionBatch:
+        return DetectionBatch(
+            images=self.images.to(device),
+            texts=self.texts,
+            image_index=self.image_index.to(device),
+            targets=tuple(
+                PromptTargets(t.boxes.to(device), t.masks.to(device)) for t in self.targets
+            ),
+        )
+
+
+def detection_batch(
+    split: Split,
+    indices: Sequence[int],
+    config: ImageConfig,
+    prompts_per_image: int = 1,
+) -> DetectionBatch:
+    """Samples `indices` of `split`, each with `prompts_per_image` prompts."""
+    samples = [image_sample(split, i, config, num_prompts=prompts_per_image) for i in indices]
+    texts, image_index, targets = [], [], []
+    for b, s in enumerate(samples):
+        for phrase in s.phrases:
+            texts.append(phrase.text)
+            image_index.append(b)
+            targets.append(scene_targets(s.scene, s.scene.targets(phrase)))
+    return DetectionBatch(
+        images=normalise_images(np.stack([s.scene.image for s in samples])),
+        texts=tuple(texts),
+        image_index=torch.tensor(image_index, dtype=torch.int64),
+        targets=tuple(targets),
+    )
