@@ -8,6 +8,7 @@ keeps only FFmpeg's own reason text.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -44,17 +45,36 @@ def make_info(url: str, stream: av.VideoStream, size: tuple[int, int], live: boo
     return SourceInfo(url, size[0], size[1], stream_fps(stream), time_base, live)
 
 
+class Stalled(Exception):
+    """No packet for at least the stall timeout (raised by `decoded_frames`)."""
+
+    def __init__(self, silent_s: float) -> None:
+        super().__init__(f"no packet for {silent_s:.1f} s")
+        self.silent_s = silent_s
+
+
 def decoded_frames(
     container: av.container.InputContainer,
     stream: av.VideoStream,
     out: Producer,
+    stall_timeout_s: float | None = None,
 ) -> Iterator[av.VideoFrame]:
     """Demux + decode one video stream; a packet the decoder rejects is counted and skipped.
 
     Ends when the demuxer ends (end of file, or a live server that hung up); demux errors (timeouts,
     I/O) propagate to the caller, which decides between reconnecting and failing.
+
+    With `stall_timeout_s`, the watchdog on time since the last packet: when FFmpeg's read timeout
+    interrupts a stalled RTSP read it first hands out what its reorder queue still held instead of
+    failing, which would double the detection time, so a packet that comes after that much silence
+    raises `Stalled` at once.
     """
+    last_packet_at = time.monotonic()
     for packet in container.demux(stream):
+        now = time.monotonic()
+        if stall_timeout_s is not None and now - last_packet_at >= stall_timeout_s:
+            raise Stalled(now - last_packet_at)
+        last_packet_at = now
         try:
             frames = stream.decode(packet)
         except av.error.InvalidDataError as e:

@@ -32,6 +32,7 @@ from protocols.redact import redact_url
 from streamer.sources.base import SourceError
 from streamer.sources.handoff import HandoffPolicy
 from streamer.sources.pyav_io import (
+    Stalled,
     av_reason,
     decoded_frames,
     frame_to_producer,
@@ -175,7 +176,7 @@ class RtspSource(ThreadedSource):
         got_frames = False
         last_packet_at = time.monotonic()
         try:
-            for frame in decoded_frames(container, stream, out):
+            for frame in decoded_frames(container, stream, out, self.config.stall_timeout_s):
                 now = time.monotonic()
                 last_packet_at = now
                 if not got_frames:
@@ -183,6 +184,9 @@ class RtspSource(ThreadedSource):
                     self._announce(out, frame, stream, reconnected, last_frame_at, now)
                 frame_to_producer(out, frame, self.config.size, stream.time_base)
                 last_frame_at = now
+        except Stalled as e:
+            log.warning("%s: connection lost (stalled: %s)", self.safe_url, e)
+            return last_frame_at, True, got_frames
         except av.error.FFmpegError as e:
             silent = time.monotonic() - last_packet_at
             stalled = silent >= 0.9 * self.config.stall_timeout_s

@@ -187,6 +187,8 @@ class ThreadedSource:
         except HandoffClosed:
             return  # aclose(): nobody is listening any more
         except SourceError as e:
+            # The chain may hold FFmpeg's exception, whose text carries the raw URL: drop it.
+            e.__cause__ = e.__context__ = None
             log.warning("%s", e)
             self._finish_failed(out, e)
             return
