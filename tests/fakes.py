@@ -294,3 +294,41 @@ class FakeSource:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+class FakeSources:
+    """A source factory for `Engine(source_factory=...)`: spec.source names a prepared FakeSource."""
+
+    def __init__(self, **sources: FakeSource) -> None:
+        self.sources = sources
+
+    def __call__(self, spec: object, stream_id: str) -> FakeSource:
+        name = spec.source  # type: ignore[attr-defined]
+        if name not in self.sources:
+            raise SourceError(f"cannot open {name}: no such fake source")
+        source = self.sources[name]
+        source.stream_id = stream_id
+        return source
+
+
+class CollectingWriter:
+    """A FrameWriter that keeps what it was given (redaction tests inspect the pixels)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, np.ndarray]] = []  # (seq, H x W x 3 image)
+        self.closed = False
+
+    def write(self, rgb: np.ndarray, frame: Frame) -> None:
+        self.frames.append((frame.seq, rgb.copy()))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def eventually(condition: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Poll `condition` every 10 ms; fail the test if it is not true within `within_s`."""
+    for _ in range(int(within_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not met within {within_s} s")

@@ -1,0 +1,325 @@
+"""The HTTP control API (aiohttp), documented at /v1/openapi.json.
+
+Binds 127.0.0.1 unless told otherwise. With a token every route except /v1/health needs
+`Authorization: Bearer <token>` (WebSockets may pass `?token=` instead, since browsers cannot set
+headers there). Bodies are JSON, at most `max_body_bytes`, validated against the schemas in
+streamer/openapi.py; every error is JSON `{"error": "...", "status": N}` with a 4xx code that
+says what was wrong. A request only ever touches its own stream: a bad one is rejected before
+anything changes, and a failure inside one stream's edit fails that request, not the stream.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
+from streamer.engine import Engine, StreamNotFound, StreamSpec
+from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
+from streamer.publish import ENGINE_VERSION
+from streamer.session import Session
+from streamer.sinks.redaction import OnMissing, RedactionSpec, RedactStyle
+from streamer.sinks.websocket import serve_events
+from streamer.sources.base import SourceError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    max_body_bytes: int = 64 * 1024
+
+
+def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Application:
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[_errors_as_json, _bearer(config.token)],
+    )
+    app[ENGINE] = engine
+    r = app.router
+    r.add_get("/v1/health", health)
+    r.add_get("/v1/openapi.json", openapi)
+    r.add_get("/metrics", metrics)
+    r.add_get("/v1/streams", list_streams)
+    r.add_post("/v1/streams", add_stream)
+    r.add_get("/v1/streams/{stream_id}", get_stream)
+    r.add_delete("/v1/streams/{stream_id}", remove_stream)
+    r.add_get("/v1/streams/{stream_id}/concepts", list_concepts)
+    r.add_post("/v1/streams/{stream_id}/concepts", add_concept)
+    r.add_delete("/v1/streams/{stream_id}/concepts/{concept_id}", remove_concept)
+    r.add_get("/v1/streams/{stream_id}/objects", list_objects)
+    r.add_post("/v1/streams/{stream_id}/objects", add_object)
+    r.add_patch("/v1/streams/{stream_id}/objects/{object_id}", refine_object)
+    r.add_delete("/v1/streams/{stream_id}/objects/{object_id}", remove_object)
+    r.add_get("/v1/streams/{stream_id}/events", stream_events)
+    r.add_get("/v1/events", all_events)
+    return app
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    states = [s.state.value for s in engine.sessions.values()]
+    return web.json_response(
+        {"status": "ok", "version": ENGINE_VERSION, "device": engine.config.device,
+         "streams": len(states), "live": states.count("live"), "subscribers": engine.hub.subscribers}
+    )  # fmt: skip
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document(ENGINE_VERSION))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[ENGINE].metrics.render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    sessions = request.app[ENGINE].sessions.values()
+    return web.json_response({"streams": [_stream_json(s) for s in sessions]})
+
+
+async def add_stream(request: web.Request) -> web.Response:
+    body = await _body(request, STREAM)
+    spec = _stream_spec(body)
+    try:
+        session = await request.app[ENGINE].add_stream(spec)
+    except SourceError as error:
+        raise _json_error(web.HTTPUnprocessableEntity, str(error)) from None
+    except ValueError as error:
+        status = web.HTTPConflict if "already exists" in str(error) else web.HTTPBadRequest
+        raise _json_error(status, str(error)) from None
+    return web.json_response(_stream_json(session), status=201)
+
+
+async def get_stream(request: web.Request) -> web.Response:
+    return web.json_response(_stream_json(_session(request)))
+
+
+async def remove_stream(request: web.Request) -> web.Response:
+    await request.app[ENGINE].remove_stream(_session(request).stream_id)
+    return web.Response(status=204)
+
+
+async def list_concepts(request: web.Request) -> web.Response:
+    session = _session(request)
+    return web.json_response({"concepts": [_concept_json(i, c) for i, c in session.concepts.items()]})
+
+
+async def add_concept(request: web.Request) -> web.Response:
+    session = _session(request)
+    concept = _concept(await _body(request, CONCEPT), "body")
+    concept_id = await _edit(session.add_concept(concept))
+    return web.json_response(_concept_json(concept_id, concept), status=201)
+
+
+async def remove_concept(request: web.Request) -> web.Response:
+    session = _session(request)
+    await _edit(session.remove_concept(_int_param(request, "concept_id")))
+    return web.Response(status=204)
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    session = _session(request)
+    objects = [
+        {"object_id": o.object_id, "concept_id": o.concept_id, "score": o.score,
+         "box_xyxy": list(o.box_xyxy), "area": o.area, "state": o.state.value,
+         "first_seq": o.first_seq, "last_seq": o.last_seq}
+        for o in session.objects.values()
+    ]  # fmt: skip
+    return web.json_response({"objects": objects})
+
+
+async def add_object(request: web.Request) -> web.Response:
+    session = _session(request)
+    box, points = _object_prompt(await _body(request, OBJECT_PROMPT))
+    object_id = await _edit(session.add_object(box=box, points=points))
+    return web.json_response({"object_id": object_id}, status=201)
+
+
+async def refine_object(request: web.Request) -> web.Response:
+    session = _session(request)
+    object_id = _int_param(request, "object_id")
+    box, points = _object_prompt(await _body(request, OBJECT_PROMPT))
+    await _edit(session.refine_object(object_id, box=box, points=points))
+    return web.json_response({"object_id": object_id})
+
+
+async def remove_object(request: web.Request) -> web.Response:
+    session = _session(request)
+    await _edit(session.remove_object(_int_param(request, "object_id")))
+    return web.Response(status=204)
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    return await serve_events(request, request.app[ENGINE].hub, session.stream_id)
+
+
+async def all_events(request: web.Request) -> web.StreamResponse:
+    return await serve_events(request, request.app[ENGINE].hub, None)
+
+
+# --- request parsing -----------------------------------------------------------------------
+
+
+async def _body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise _json_error(web.HTTPUnsupportedMediaType, "body must be application/json")
+    try:
+        body = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _json_error(web.HTTPBadRequest, f"body is not valid JSON: {error}") from None
+    try:
+        validate(body, schema)
+    except Invalid as error:
+        raise _json_error(web.HTTPBadRequest, str(error)) from None
+    return body  # type: ignore[no-any-return]
+
+
+def _stream_spec(body: dict[str, Any]) -> StreamSpec:
+    concepts = tuple(_concept(c, f"body.concepts[{i}]") for i, c in enumerate(body.get("concepts", [])))
+    redaction = None
+    if "redaction" in body:
+        r = body["redaction"]
+        redaction = RedactionSpec(
+            concepts=tuple(r["concepts"]),
+            style=RedactStyle(r.get("style", "blur")),
+            margin_px=r.get("margin_px", 8),
+            outputs=tuple(r.get("outputs", ())),
+            budget_s=r.get("budget_ms", 1000) / 1000,
+            on_missing=OnMissing(r.get("on_missing", "blur")),
+        )
+    return StreamSpec(
+        source=body["source"], stream_id=body.get("stream_id"), concepts=concepts,
+        live=body.get("live"), realtime=body.get("realtime", True), loop=body.get("loop", False),
+        latency_budget_s=body.get("latency_budget_ms", 500) / 1000, redaction=redaction,
+    )  # fmt: skip
+
+
+def _concept(body: dict[str, Any], path: str) -> Concept:
+    thresholds = body.get("thresholds", {})
+    try:
+        return Concept(
+            text=body.get("text"),
+            exemplars=tuple(BoxPrompt(_box(e["box"], path), e.get("positive", True)) for e in body.get("exemplars", [])),
+            thresholds=ConceptThresholds(thresholds.get("detection"), thresholds.get("new_object")),
+        )
+    except ValueError as error:
+        raise _json_error(web.HTTPBadRequest, f"{path}: {error}") from None
+
+
+def _object_prompt(body: dict[str, Any]) -> tuple[BoxPrompt | None, tuple[PointPrompt, ...]]:
+    box = BoxPrompt(_box(body["box"], "body.box")) if "box" in body else None
+    points = tuple(PointPrompt(tuple(p["xy"]), p.get("positive", True)) for p in body.get("points", []))
+    if box is None and not points:
+        raise _json_error(web.HTTPBadRequest, "body: give a box, points, or both")
+    return box, points
+
+
+def _box(values: list[float], path: str) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in values)
+    if x1 <= x0 or y1 <= y0:
+        raise _json_error(web.HTTPBadRequest, f"{path}: box must have x1 > x0 and y1 > y0")
+    return x0, y0, x1, y1
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise _json_error(web.HTTPBadRequest, f"{name} must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def _session(request: web.Request) -> Session:
+    return request.app[ENGINE].get(request.match_info["stream_id"])
+
+
+async def _edit(edit: Awaitable[Any]) -> Any:
+    """Run one stream's prompt edit; a tracker's refusal becomes a 4xx for this request only."""
+    try:
+        return await edit
+    except KeyError as error:
+        raise _json_error(web.HTTPNotFound, str(error.args[0]) if error.args else "not found") from None
+    except ValueError as error:
+        raise _json_error(web.HTTPBadRequest, str(error)) from None
+
+
+# --- responses and middleware --------------------------------------------------------------
+
+
+def _stream_json(session: Session) -> dict[str, Any]:
+    stats = session.stats
+    info = session.source.info
+    return {
+        "stream_id": session.stream_id,
+        "state": session.state.value,
+        "source": info.url if info is not None else None,
+        "error": str(session.error) if session.error is not None else None,
+        "frames_in": stats.frames_in, "frames_out": stats.frames_out,
+        "fps_in": round(stats.fps_in.per_second(), 2), "fps_out": round(stats.fps_out.per_second(), 2),
+        "latency_ms_p50": round(stats.latency_ms.percentile(50), 2),
+        "latency_ms_p99": round(stats.latency_ms.percentile(99), 2),
+        "drops": dict(stats.drops), "objects": len(session.objects),
+        "concepts": [_concept_json(i, c) for i, c in session.concepts.items()],
+    }  # fmt: skip
+
+
+def _concept_json(concept_id: int, concept: Concept) -> dict[str, Any]:
+    return {
+        "concept_id": concept_id, "text": concept.text,
+        "exemplars": [{"box": list(b.xyxy), "positive": b.positive} for b in concept.exemplars],
+        "thresholds": {"detection": concept.thresholds.detection, "new_object": concept.thresholds.new_object},
+    }  # fmt: skip
+
+
+def _json_error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    status = kind.status_code
+    return kind(text=json.dumps({"error": message, "status": status}), content_type="application/json")
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StreamNotFound as error:
+        raise _json_error(web.HTTPNotFound, str(error)) from None
+    except web.HTTPException as error:
+        if error.content_type == "application/json" or error.status < 400:
+            raise
+        raise _json_error(type(error), error.text or error.reason) from None
+    except Exception:
+        log.exception("request %s %s failed", request.method, request.path)
+        raise _json_error(web.HTTPInternalServerError, "internal error (see the engine log)") from None
+
+
+def _bearer(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is None or request.path == "/v1/health":
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        if not given and "token" in request.query:
+            given = f"Bearer {request.query['token']}"
+        if not hmac.compare_digest(given.encode(), expected):
+            raise _json_error(web.HTTPUnauthorized, "missing or wrong bearer token")
+        return await handler(request)
+
+    return check

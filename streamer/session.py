@@ -1,0 +1,280 @@
+"""One stream's pipeline, all of it owned by one TaskGroup.
+
+    source ──► ingest ──► Lane (Latest slot | Bounded) ──► inference worker
+                 │                                            │
+                 └─► frame sinks (redaction: every frame)     ▼
+                                              publish ──► Hub (events) + frame sinks (results)
+    report: one StreamStatus per `status_interval_s`, and on every state change
+
+`run()` returns when the stream has ended and everything queued has been published; it raises
+the error that ended the stream (a `SourceError` for a bad URL or file, the tracker's exception
+for a model failure) after publishing it as an `Error` event and a `failed` StreamStatus.
+`stop()` is the graceful path: stop reading the source; what is queued is still processed, the
+tracker's live objects end with reason `stream_ended`, and `run()` returns. Hard stops cancel
+the task that awaits `run()`; nothing here swallows CancelledError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from model.types import (
+    BoxPrompt,
+    Concept,
+    FrameTrack,
+    ObjectEndedEvent,
+    ObjectState,
+    PointPrompt,
+)
+from streamer.inference import Finished, Inferred, Lane
+from streamer.metrics import StreamStats
+from streamer.publish import Publisher
+from streamer.sinks.fanout import Hub
+from streamer.sources.base import Source, SourceError, SourceStats
+from streamer.types import Frame
+
+
+class StreamState(enum.Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    GAP = "gap"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+class FrameSink(Protocol):
+    """A sink that needs pixels (redaction): every decoded frame, then each frame's result."""
+
+    def offer_frame(self, frame: Frame) -> None: ...  # never blocks
+    def offer_result(self, frame: Frame, track: FrameTrack) -> None: ...  # never blocks
+    def end_input(self) -> None: ...
+    def drops(self) -> dict[str, int]: ...  # running totals by cause
+    async def run(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """The latest published view of one live object (for GET .../objects)."""
+
+    object_id: int
+    concept_id: int | None
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+    area: int
+    state: ObjectState
+    first_seq: int
+    last_seq: int
+
+
+class Session:
+    """source -> lane -> publish -> sinks for one stream (see module docstring)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        source: Source,
+        lane: Lane,
+        publisher: Publisher,
+        hub: Hub,
+        stats: StreamStats,
+        frame_sinks: Sequence[FrameSink] = (),
+        status_interval_s: float = 1.0,
+    ) -> None:
+        self.stream_id = stream_id
+        self.source = source
+        self.lane = lane
+        self.publisher = publisher
+        self.hub = hub
+        self.stats = stats
+        self.frame_sinks = tuple(frame_sinks)
+        self.status_interval_s = status_interval_s
+        self.state = StreamState.CONNECTING
+        self.error: BaseException | None = None
+        self.concepts: dict[int, Concept] = {}
+        self.objects: dict[int, ObjectInfo] = {}
+        self._started = False
+        self._stopping = False
+        self._ingest_task: asyncio.Task[None] | None = None
+        self._published_all = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def run(self) -> None:
+        self.source.on_gap = self.lane.mark_gap
+        self.source.on_status = self._on_source_status
+        async with asyncio.TaskGroup() as tg:
+            self._ingest_task = tg.create_task(self._ingest(), name=f"{self.stream_id}:ingest")
+            if self._stopping:
+                self._ingest_task.cancel()
+            tg.create_task(self._publish(), name=f"{self.stream_id}:publish")
+            tg.create_task(self._report(), name=f"{self.stream_id}:report")
+            for sink in self.frame_sinks:
+                tg.create_task(sink.run(), name=f"{self.stream_id}:{type(sink).__name__}")
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Graceful: stop reading the source; queued frames are still processed. Idempotent."""
+        self._stopping = True
+        if self._ingest_task is not None:
+            self._ingest_task.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self.state in (StreamState.ENDED, StreamState.FAILED)
+
+    # --- prompt edits (run on the worker thread between steps) -------------------------
+    async def add_concept(self, concept: Concept) -> int:
+        concept_id = await self.lane.call(self.lane.tracker.add_concept, concept)
+        self.concepts[concept_id] = concept
+        self.hub.publish(self.publisher.concepts_changed(self.concepts))
+        return int(concept_id)
+
+    async def remove_concept(self, concept_id: int) -> None:
+        if concept_id not in self.concepts:
+            raise KeyError(f"stream {self.stream_id!r} has no concept {concept_id}")
+        await self.lane.call(self.lane.tracker.remove_concept, concept_id)
+        del self.concepts[concept_id]
+        self.hub.publish(self.publisher.concepts_changed(self.concepts))
+
+    async def add_object(
+        self, *, box: BoxPrompt | None = None, points: Sequence[PointPrompt] = ()
+    ) -> int:
+        tracker = self.lane.tracker
+        return int(await self.lane.call(lambda: tracker.add_object(box=box, points=points)))
+
+    async def refine_object(
+        self, object_id: int, *, box: BoxPrompt | None = None, points: Sequence[PointPrompt] = ()
+    ) -> None:
+        tracker = self.lane.tracker
+        await self.lane.call(lambda: tracker.refine_object(object_id, box=box, points=points))
+
+    async def remove_object(self, object_id: int) -> None:
+        await self.lane.call(self.lane.tracker.remove_object, object_id)
+
+    # --- stages -------------------------------------------------------------------------
+    async def _ingest(self) -> None:
+        try:
+            async for frame in self.source:
+                if not self._started:
+                    self._started = True
+                    self._set_state(StreamState.LIVE)
+                    if self.source.info is not None:
+                        self.hub.publish(self.publisher.stream_started(self.source.info))
+                self.stats.frame_in()
+                for sink in self.frame_sinks:
+                    sink.offer_frame(frame)
+                await self.lane.submit(frame)
+        except SourceError as error:
+            self._fail(error, code="source")
+        finally:
+            self.lane.end_input()
+            await self.source.aclose()
+
+    async def _publish(self) -> None:
+        try:
+            async for outcome in self.lane:
+                if isinstance(outcome, Inferred):
+                    self._publish_frame(outcome)
+                elif isinstance(outcome, Finished):
+                    self._publish_ended(outcome.ended)
+        except Exception as error:  # the model failed on this stream: fail it, keep the engine
+            self._fail(error, code="model")
+            if self._ingest_task is not None:
+                self._ingest_task.cancel()
+        finally:
+            for sink in self.frame_sinks:
+                sink.end_input()
+            if self.state is not StreamState.FAILED:
+                self.state = StreamState.ENDED
+            self._published_all.set()
+
+    async def _report(self) -> None:
+        while not self._published_all.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published_all.wait(), self.status_interval_s)
+            self._publish_status()
+
+    # --- publishing helpers -------------------------------------------------------------
+    def _publish_frame(self, outcome: Inferred) -> None:
+        frame, track = outcome.frame, outcome.track
+        for envelope in self.publisher.frame(frame, track, time.time_ns()):
+            self.hub.publish(envelope)
+        for sink in self.frame_sinks:
+            sink.offer_result(frame, track)
+        self._remember_objects(frame.seq, track)
+        published = time.time_ns()
+        self.stats.stage("queue", (outcome.picked_ns - frame.captured_ns) / 1e9)
+        self.stats.stage("model", (outcome.done_ns - outcome.picked_ns) / 1e9)
+        self.stats.stage("publish", (published - outcome.done_ns) / 1e9)
+        self.stats.frame_out((published - frame.captured_ns) / 1e9, len(track.objects), outcome.batch_size)
+
+    def _publish_ended(self, ended: Sequence[ObjectEndedEvent]) -> None:
+        for envelope in self.publisher.ended(ended):
+            self.hub.publish(envelope)
+        for event in ended:
+            self.objects.pop(event.object_id, None)
+
+    def _remember_objects(self, seq: int, track: FrameTrack) -> None:
+        for event in track.ended:
+            self.objects.pop(event.object_id, None)
+        for obj in track.objects:
+            previous = self.objects.get(obj.object_id)
+            self.objects[obj.object_id] = ObjectInfo(
+                object_id=obj.object_id,
+                concept_id=obj.concept_id,
+                score=obj.score,
+                box_xyxy=obj.box_xyxy,
+                area=int(obj.mask.sum()),
+                state=obj.state,
+                first_seq=seq if previous is None else previous.first_seq,
+                last_seq=seq,
+            )
+
+    def _publish_status(self) -> None:
+        source = getattr(self.source, "stats", None)  # optional part of the Source contract
+        source_dropped = source.frames_dropped if isinstance(source, SourceStats) else 0
+        self.stats.set_drops("superseded", self.lane.superseded + source_dropped)
+        self.stats.set_drops("stale", self.lane.stale)
+        if isinstance(source, SourceStats):
+            self.stats.set_drops("decode_error", source.decode_errors)
+        for sink in self.frame_sinks:
+            for cause, total in sink.drops().items():
+                self.stats.set_drops(cause, total)
+        self.stats.refresh_rates()
+        self.hub.publish_each(
+            self.stream_id,
+            lambda sub: self.publisher.status(self.state.value, self.stats, sub.dropped),
+        )
+
+    def _set_state(self, state: StreamState) -> None:
+        if state is self.state or self.done:
+            return
+        if state is StreamState.RECONNECTING:
+            self.stats.reconnected()
+        self.state = state
+        self._publish_status()
+
+    def _on_source_status(self, state: str) -> None:
+        if state == "stalled":
+            state = StreamState.GAP.value  # no packets for a while: tracks are kept (wire: gap)
+        try:
+            new = StreamState(state)
+        except ValueError:
+            return  # a source state this engine does not know: not worth failing the stream
+        if new in (StreamState.ENDED, StreamState.FAILED):
+            return  # the session decides these once everything is published
+        self._set_state(new)
+
+    def _fail(self, error: BaseException, *, code: str) -> None:
+        if self.error is None:
+            self.error = error
+            self.hub.publish(self.publisher.error(code, str(error)))
+        self.state = StreamState.FAILED

@@ -1,0 +1,166 @@
+"""Mask-accurate, fail-closed redaction of one stream, written to video outputs.
+
+Every decoded frame enters a bounded queue (DROP_OLDEST: a frame that falls off is never
+written). The sink takes frames in order and waits for *that frame's* result (same seq, hence the
+same pts): the masks of the chosen concepts' objects, grown by `margin_px`, are blurred, pixelated
+or filled on the very pixels they were computed from. A frame without its result
+
+  * because the model skipped it (a later frame's result arrived first),
+  * because its result is later than `budget_s` after capture (live streams only), or
+  * because the stream ended before the model got to it,
+
+leaves fully redacted (`on_missing=blur`, the default) or not at all (`on_missing=drop`); it
+never leaves unredacted. Drawing and encoding run in a thread, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from model.types import Concept, FrameTrack
+from streamer.channels import Bounded, Overflow
+from streamer.types import Frame
+
+ALL_OBJECTS = "*"
+
+
+class RedactStyle(enum.Enum):
+    BLUR = "blur"
+    PIXELATE = "pixelate"
+    FILL = "fill"
+
+
+class OnMissing(enum.Enum):
+    BLUR = "blur"  # the whole frame leaves redacted
+    DROP = "drop"  # the frame does not leave at all
+
+
+@dataclass(frozen=True)
+class RedactionSpec:
+    concepts: tuple[str, ...]  # concept texts whose objects are redacted; ("*",) for every object
+    style: RedactStyle = RedactStyle.BLUR
+    margin_px: int = 8  # masks grow by this many pixels before drawing
+    outputs: tuple[str, ...] = ()  # .mp4/.mkv paths or rtsp:// URLs
+    budget_s: float = 1.0  # live: how long after capture a frame may wait for its result
+    on_missing: OnMissing = OnMissing.BLUR
+    queue: int = 64  # frames waiting for their results
+
+
+class FrameWriter(Protocol):
+    """A video output (streamer/outputs): takes redacted frames in order."""
+
+    def write(self, rgb: np.ndarray, frame: Frame) -> None: ...  # blocking; called in a thread
+    def close(self) -> None: ...
+
+
+class Painter(Protocol):
+    """Pure drawing (streamer/redact.py): returns a new H x W x 3 uint8 image."""
+
+    def __call__(self, rgb: np.ndarray, masks: Sequence[np.ndarray], style: RedactStyle, margin_px: int) -> np.ndarray: ...
+
+
+class RedactionSink:
+    """A frame sink (see streamer/session.FrameSink) that writes redacted frames to `writers`."""
+
+    def __init__(
+        self,
+        spec: RedactionSpec,
+        concepts: Mapping[int, Concept],
+        writers: Sequence[FrameWriter],
+        paint: Painter,
+        *,
+        live: bool,
+    ) -> None:
+        self.spec = spec
+        self._concepts = concepts  # the session's live concept table
+        self._writers = tuple(writers)
+        self._paint = paint
+        self._live = live
+        self._frames: Bounded[Frame] = Bounded(spec.queue, Overflow.DROP_OLDEST)
+        self._results: dict[int, FrameTrack] = {}
+        self._newest_result = -1
+        self._ended = False
+        self._changed = asyncio.Event()
+        self.written = 0  # frames written with their own masks
+        self.fully_redacted = 0  # frames written fully redacted (no result in time)
+        self.missing_dropped = 0  # frames not written (on_missing=drop)
+
+    # --- FrameSink ----------------------------------------------------------------------
+    def offer_frame(self, frame: Frame) -> None:
+        if not self._frames.closed:
+            self._frames.put_nowait(frame)
+
+    def offer_result(self, frame: Frame, track: FrameTrack) -> None:
+        self._results[frame.seq] = track
+        self._newest_result = max(self._newest_result, frame.seq)
+        self._changed.set()
+
+    def end_input(self) -> None:
+        """No more results will come: pending frames are decided by `on_missing` now."""
+        self._ended = True
+        self._frames.close()
+        self._changed.set()
+
+    def drops(self) -> dict[str, int]:
+        return {
+            "redaction_overflow": self._frames.dropped,
+            "redaction_missing": self.missing_dropped,
+            "redaction_fully_redacted": self.fully_redacted,
+        }
+
+    async def run(self) -> None:
+        try:
+            async for frame in self._frames:
+                track = await self._result_for(frame)
+                if track is None and self.spec.on_missing is OnMissing.DROP:
+                    self.missing_dropped += 1
+                    continue
+                await asyncio.to_thread(self._render_and_write, frame, track)
+                if track is None:
+                    self.fully_redacted += 1
+                else:
+                    self.written += 1
+        finally:
+            for writer in self._writers:
+                await asyncio.to_thread(writer.close)
+
+    # --- internals ----------------------------------------------------------------------
+    async def _result_for(self, frame: Frame) -> FrameTrack | None:
+        deadline = frame.captured_ns / 1e9 + self.spec.budget_s if self._live else None
+        for seq in [s for s in self._results if s < frame.seq]:  # frames lost to overflow
+            del self._results[seq]
+        while True:
+            if frame.seq in self._results:
+                return self._results.pop(frame.seq)
+            if self._newest_result > frame.seq or self._ended:
+                return None  # skipped by the model, or the stream ended first
+            remaining = None if deadline is None else deadline - time.time()
+            if remaining is not None and remaining <= 0:
+                return None  # late: the model is behind or stalled
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def _render_and_write(self, frame: Frame, track: FrameTrack | None) -> None:
+        if track is None:
+            everything = np.ones((frame.height, frame.width), dtype=bool)
+            image = self._paint(frame.rgb, [everything], self.spec.style, 0)
+        else:
+            masks = [obj.mask for obj in track.objects if self._chosen(obj.concept_id)]
+            image = self._paint(frame.rgb, masks, self.spec.style, self.spec.margin_px)
+        for writer in self._writers:
+            writer.write(image, frame)
+
+    def _chosen(self, concept_id: int | None) -> bool:
+        if ALL_OBJECTS in self.spec.concepts:
+            return True
+        concept = self._concepts.get(concept_id) if concept_id is not None else None
+        return concept is not None and concept.text in self.spec.concepts
