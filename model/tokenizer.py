@@ -187,20 +187,20 @@ def train_bpe(words: Iterable[str], vocab_size: int, *, context_length: int = 32
     n_merges = vocab_size - 2 * len(base) - 2
     if n_merges < 0:
         raise ValueError(f"vocab_size must be at least {2 * len(base) + 2}, got {vocab_size}")
-    learner = _HFTokenizer(models.BPE(end_of_word_suffix=END_OF_WORD))
-    learner.pre_tokenizer = _pre_tokenizer()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2 * len(base) + n_merges,
-        initial_alphabet=base,
-        end_of_word_suffix=END_OF_WORD,
-        show_progress=False,
-    )
-    learner.train_from_iterator([clean_text(w) for w in words], trainer=trainer)
-    merges = [
-        tuple(m) if isinstance(m, list) else tuple(m.split())
-        for m in json.loads(learner.to_str())["model"]["merges"]
-    ]
-    merges = merges[:n_merges]
+    merges: list[tuple[str, str]] = []
+    words = [clean_text(w) for w in words]
+    if n_merges and words:
+        learner = _HFTokenizer(models.BPE(end_of_word_suffix=END_OF_WORD))
+        learner.pre_tokenizer = _pre_tokenizer()
+        trainer = trainers.BpeTrainer(
+            vocab_size=2 * len(base) + n_merges,
+            initial_alphabet=base,
+            end_of_word_suffix=END_OF_WORD,
+            show_progress=False,
+        )
+        learner.train_from_iterator(words, trainer=trainer)
+        learned = json.loads(learner.to_str())["model"]["merges"]
+        merges = [tuple(m) if isinstance(m, list) else tuple(m.split()) for m in learned][:n_merges]
     tokens = base + [b + END_OF_WORD for b in base]
     seen = set(tokens)
     for a, b in merges:

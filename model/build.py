@@ -1,0 +1,92 @@
+"""`build_sam3`: config (by name or value) + optional checkpoint -> a ready `Sam3` in eval mode.
+
+Without a checkpoint the model is built directly on `device` with random weights. With one, it
+is built on the meta device (no memory, no init work), every tensor is assigned from the file
+by the strict loader, derived buffers are recomputed, and only then is it moved to `device` and
+cast to `dtype` (floating tensors only; the complex RoPE tables stay complex64).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from model.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointFormat,
+    load_state,
+    read_checkpoint,
+)
+from model.config import CONFIGS, Sam3Config
+from model.sam3 import Sam3
+from model.tokenizer import Tokenizer, train_bpe
+
+CLIP_VOCAB_SIZE = 49408
+
+
+def build_sam3(
+    name_or_config: str | Sam3Config | None = None,
+    checkpoint: str | Path | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> Sam3:
+    """Build a SAM 3 model.
+
+    name_or_config: a `CONFIGS` name ("sam3", "tiny", ...), a `Sam3Config`, or None for the
+    config stored in a native checkpoint (else "sam3"). checkpoint: official `sam3.pt`, an HF
+    `facebook/sam3` folder, or a native `.safetensors` file. The returned model has `.tokenizer`
+    set (explicit > stored with the checkpoint > official CLIP vocab > byte-level fallback) and
+    `.load_report` (None without a checkpoint).
+    """
+    ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
+    config = _resolve_config(name_or_config, ckpt)
+    if ckpt is None:
+        model = Sam3(config, device=device, dtype=dtype)
+        model.load_report = None
+    else:
+        model = Sam3(config, device=torch.device("meta"))
+        model.load_report = load_state(model, ckpt)
+        model.to(device=device, dtype=dtype)
+    model.tokenizer = tokenizer or _resolve_tokenizer(config, ckpt)
+    if model.tokenizer.vocab_size > config.text.vocab_size:
+        raise ValueError(
+            f"tokenizer has {model.tokenizer.vocab_size} ids, the text encoder {config.text.vocab_size}"
+        )
+    return model.eval()
+
+
+def _resolve_config(name_or_config: str | Sam3Config | None, ckpt: Checkpoint | None) -> Sam3Config:
+    stored = ckpt.config if ckpt is not None else None
+    if name_or_config is None:
+        return stored or CONFIGS["sam3"]
+    if isinstance(name_or_config, Sam3Config):
+        config = name_or_config
+    elif name_or_config in CONFIGS:
+        config = CONFIGS[name_or_config]
+    else:
+        raise ValueError(f"unknown config {name_or_config!r}; known: {sorted(CONFIGS)}")
+    if stored is not None and stored != config:
+        raise CheckpointError(
+            f"{ckpt.path} was saved for config {stored.name!r}, which differs from the requested "
+            f"{config.name!r}; pass name_or_config=None to use the stored one"
+        )
+    return config
+
+
+def _resolve_tokenizer(config: Sam3Config, ckpt: Checkpoint | None) -> Tokenizer:
+    context = config.text.context_length
+    if ckpt is not None and ckpt.tokenizer_files is not None:
+        return Tokenizer.from_files(ckpt.tokenizer_files, context_length=context)
+    if ckpt is not None and ckpt.format is CheckpointFormat.HF:
+        folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+        try:
+            return Tokenizer.from_folder(folder, context_length=context)
+        except FileNotFoundError:
+            pass  # an HF folder without tokenizer files: fall through to the shipped vocab
+    if config.text.vocab_size == CLIP_VOCAB_SIZE:
+        return Tokenizer.from_clip_bpe(context_length=context)
+    return train_bpe((), min(config.text.vocab_size, 514), context_length=context)
