@@ -44,7 +44,7 @@ class StreamSpec:
     source: str  # rtsp://..., a file path, a webcam (/dev/video0), or "synthetic"
     stream_id: str | None = None  # None: s1, s2, ...
     concepts: tuple[Concept, ...] = ()
-    live: bool | None = None  # None: the source kind decides (files are not live)
+    live: bool | None = None  # None: the source decides (cameras are live, files unless realtime)
     realtime: bool = False  # files: pace to their own frame rate (and count as live)
     loop: bool = False  # files: start again at the end
     latency_budget_s: float = 0.5  # live frames older than this when the model is free are skipped
@@ -69,7 +69,7 @@ class StreamNotFound(KeyError):
 
 
 SourceFactory = Callable[[StreamSpec, str], Source]
-RedactionFactory = Callable[[RedactionSpec, Mapping[int, Concept], bool], FrameSink]
+RedactionFactory = Callable[[RedactionSpec, Mapping[int, Concept]], FrameSink]
 
 
 def open_spec_source(spec: StreamSpec, stream_id: str) -> Source:
@@ -143,8 +143,7 @@ class Engine:
             raise ValueError(f"at most {self.config.max_streams} streams per engine")
         source = self._source_factory(spec, stream_id)
         tracker = await self.worker.call(self._tracker_factory)
-        live = spec.live if spec.live is not None else spec.realtime or _looks_live(spec.source)
-        lane = self.worker.open_lane(stream_id, tracker, LanePolicy(live, spec.latency_budget_s))
+        lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
         stats = StreamStats(stream_id, self.metrics)
         frame_sinks: list[FrameSink] = []
         session = Session(
@@ -152,7 +151,7 @@ class Engine:
             stats=stats, frame_sinks=frame_sinks, status_interval_s=self.config.status_interval_s,
         )  # fmt: skip
         if spec.redaction is not None:
-            frame_sinks.append(self._redaction_factory(spec.redaction, session.concepts, live))
+            frame_sinks.append(self._redaction_factory(spec.redaction, session.concepts))
         try:
             for concept in spec.concepts:
                 await session.add_concept(concept)
@@ -237,21 +236,11 @@ async def _drain_or_cancel(tasks: list[asyncio.Task[None]], drain_s: float) -> N
         await asyncio.wait(pending)
 
 
-def open_redaction_sink(
-    spec: RedactionSpec, concepts: Mapping[int, Concept], live: bool
-) -> FrameSink:
+def open_redaction_sink(spec: RedactionSpec, concepts: Mapping[int, Concept]) -> FrameSink:
     """Default redaction sink: streamer/redact.py draws, streamer/outputs writes."""
     from streamer.sinks.outputs import open_writers, paint
 
-    return RedactionSink(spec, concepts, open_writers(spec.outputs), paint, live=live)
-
-
-_LIVE = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "http://", "https://",
-         "synthetic://", "v4l2://", "/dev/video")  # fmt: skip
-
-
-def _looks_live(source: str) -> bool:
-    return source.strip().lower().startswith(_LIVE)
+    return RedactionSink(spec, concepts, open_writers(spec.outputs), paint)
 
 
 __all__ = ["Engine", "EngineConfig", "StreamNotFound", "StreamSpec"]

@@ -24,7 +24,7 @@ import collections
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -48,7 +48,7 @@ class Tracker(Protocol):
 class LanePolicy:
     """How one stream's frames reach the model."""
 
-    live: bool  # True: latest-wins slot; False: every frame, producer waits
+    live: bool | None  # True: latest-wins slot; False: every frame; None: the source decides
     latency_budget_s: float = 0.5  # live frames older than this when picked are skipped
     outbox_size: int = 4  # results waiting for the publish stage; a full outbox pauses the lane
 
@@ -82,12 +82,19 @@ class Lane:
         self.tracker = tracker
         self.policy = policy
         self._worker = worker
-        self.inbox: Latest[Frame] | Bounded[Frame] = (
-            Latest() if policy.live else Bounded(2, Overflow.BLOCK)
-        )
+        self.inbox = _inbox(bool(policy.live))
         self.outbox: Bounded[Outcome] = Bounded(policy.outbox_size, Overflow.BLOCK)
         self.stale = 0  # frames skipped for exceeding the latency budget
         self._gap_s = 0.0  # source gap to report to the tracker before its next step
+
+    def settle(self, source_live: bool) -> bool:
+        """Fix live-ness at the first frame when the spec left it to the source; returns it."""
+        if self.policy.live is None:
+            if len(self.inbox) or self.inbox.closed:
+                raise RuntimeError("settle() must come before the first frame")
+            self.policy = replace(self.policy, live=source_live)
+            self.inbox = _inbox(source_live)
+        return bool(self.policy.live)
 
     @property
     def superseded(self) -> int:
@@ -140,6 +147,10 @@ class Lane:
             self.stale += 1
             return None
         return frame
+
+
+def _inbox(live: bool) -> Latest[Frame] | Bounded[Frame]:
+    return Latest() if live else Bounded(2, Overflow.BLOCK)
 
 
 class InferenceWorker:

@@ -37,7 +37,7 @@ from streamer.metrics import StreamStats
 from streamer.publish import Publisher
 from streamer.sinks.fanout import Hub
 from streamer.sources.base import Source, SourceError, SourceStats
-from streamer.types import Frame
+from streamer.types import Frame, SourceInfo
 
 
 class StreamState(enum.Enum):
@@ -52,6 +52,7 @@ class StreamState(enum.Enum):
 class FrameSink(Protocol):
     """A sink that needs pixels (redaction): every decoded frame, then each frame's result."""
 
+    def stream_started(self, info: SourceInfo | None, live: bool) -> None: ...  # before frames
     def offer_frame(self, frame: Frame) -> None: ...  # never blocks
     def offer_result(self, frame: Frame, track: FrameTrack) -> None: ...  # never blocks
     def end_input(self) -> None: ...
@@ -164,10 +165,7 @@ class Session:
         try:
             async for frame in self.source:
                 if not self._started:
-                    self._started = True
-                    self._set_state(StreamState.LIVE)
-                    if self.source.info is not None:
-                        self.hub.publish(self.publisher.stream_started(self.source.info))
+                    self._start(self.source.info)
                 self.stats.frame_in()
                 for sink in self.frame_sinks:
                     sink.offer_frame(frame)
@@ -177,6 +175,15 @@ class Session:
         finally:
             self.lane.end_input()
             await self.source.aclose()
+
+    def _start(self, info: SourceInfo | None) -> None:
+        self._started = True
+        live = self.lane.settle(info.live if info is not None else False)
+        for sink in self.frame_sinks:
+            sink.stream_started(info, live)
+        self._set_state(StreamState.LIVE)
+        if info is not None:
+            self.hub.publish(self.publisher.stream_started(info))
 
     async def _publish(self) -> None:
         try:

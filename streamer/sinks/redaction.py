@@ -27,7 +27,7 @@ import numpy as np
 
 from model.types import Concept, FrameTrack
 from streamer.channels import Bounded, Overflow
-from streamer.types import Frame
+from streamer.types import Frame, SourceInfo
 
 ALL_OBJECTS = "*"
 
@@ -76,14 +76,12 @@ class RedactionSink:
         concepts: Mapping[int, Concept],
         writers: Sequence[FrameWriter],
         paint: Painter,
-        *,
-        live: bool,
     ) -> None:
         self.spec = spec
         self._concepts = concepts  # the session's live concept table
         self._writers = tuple(writers)
         self._paint = paint
-        self._live = live
+        self._live = True  # until stream_started says otherwise: the stricter deadline
         self._frames: Bounded[Frame] = Bounded(spec.queue, Overflow.DROP_OLDEST)
         self._results: dict[int, FrameTrack] = {}
         self._newest_result = -1
@@ -94,6 +92,9 @@ class RedactionSink:
         self.missing_dropped = 0  # frames not written (on_missing=drop)
 
     # --- FrameSink ----------------------------------------------------------------------
+    def stream_started(self, info: SourceInfo | None, live: bool) -> None:
+        self._live = live
+
     def offer_frame(self, frame: Frame) -> None:
         if not self._frames.closed:
             self._frames.put_nowait(frame)
