@@ -265,7 +265,68 @@ def _tiny() -> Sam3Config:
     )
 
 
+def _embedded() -> Sam3Config:
+    """The default model shipped in `model/assets`: the SAM 3 architecture at ~3 M parameters.
+
+    Trained on the generated concept world (model/world, model/train; docs/embedded-model.md).
+    128 x 128 input with 8-px patches (16 x 16 tokens), FPN levels 64 / 32 / 16, masks at 64 x 64;
+    every head at width 64. The text vocabulary is a small BPE over the world's words.
+    """
+    return Sam3Config(
+        name="embedded",
+        vit=replace(
+            VitConfig(),
+            image_size=128,
+            patch_size=8,  # 16 x 16 tokens
+            width=128,
+            depth=6,
+            num_heads=4,  # head_dim 32
+            mlp_dim=512,
+            window_size=8,  # four 8 x 8 windows in the non-global blocks
+            global_blocks=(2, 5),
+            pretrain_image_size=64,  # 8 x 8 abs-pos grid, tiled to 16 x 16
+        ),
+        neck=replace(NeckConfig(), d_model=64),
+        text=replace(
+            TextConfig(),
+            width=128,
+            depth=2,
+            num_heads=4,
+            mlp_dim=512,
+            context_length=8,  # SOT + up to 4 words + EOT, with room to spare
+            vocab_size=580,  # 512 byte symbols + merges for the world's words + SOT/EOT
+            projection_dim=64,
+            out_dim=64,
+        ),
+        detector=replace(
+            DetectorConfig(),
+            d_model=64,
+            num_heads=2,
+            ffn_dim=256,
+            geometry_layers=1,
+            fusion_layers=2,
+            decoder_layers=3,
+            num_queries=24,
+        ),
+        tracker=replace(
+            TrackerConfig(),
+            d_model=64,
+            image_size=128,
+            backbone_stride=8,
+            mem_dim=32,  # object pointers split into 2 tokens
+            decoder_heads=2,
+            decoder_mlp_dim=256,
+            iou_head_hidden_dim=64,
+            memory_layers=2,
+            memory_mlp_dim=256,
+            fuser_mlp_dim=128,
+        ),
+        video=replace(VideoConfig()),
+    )
+
+
 CONFIGS: dict[str, Sam3Config] = {
     "sam3": Sam3Config(),
     "tiny": _tiny(),
+    "embedded": _embedded(),
 }
