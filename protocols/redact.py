@@ -27,7 +27,7 @@ _USERINFO = re.compile(r"(?<=//)[^/?#@]*@")  # fallback for strings urlsplit ref
 
 
 def redact_url(url: str) -> str:
-    """`url` without credentials; strings that are not URLs (file paths) come back unchanged.
+    """`url` without credentials; strings without any (file paths, too) come back unchanged.
 
     Pure and total: it never raises, whatever the input string.
     """
@@ -35,15 +35,14 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced '[' in the host: still strip anything before '@'
         return _USERINFO.sub("", url)
-    if not parts.scheme and not parts.netloc:
-        return url  # a path, not a URL
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in SECRET_PARAMS for name, _ in pairs):
-            query = urlencode(
-                [(n, REDACTED if n.lower() in SECRET_PARAMS else v) for n, v in pairs],
-                safe="/:",
-            )
+    netloc, query = parts.netloc, parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    secret_query = any(name.lower() in SECRET_PARAMS for name, _ in pairs)
+    if "@" not in netloc and not secret_query:
+        return url  # nothing to remove: leave the string exactly as it was
+    netloc = netloc.rpartition("@")[2]
+    if secret_query:
+        query = urlencode(
+            [(n, REDACTED if n.lower() in SECRET_PARAMS else v) for n, v in pairs], safe="/:"
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
