@@ -23,8 +23,9 @@ from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
 from streamer.engine import Engine, StreamNotFound, StreamSpec
 from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
 from streamer.publish import ENGINE_VERSION
+from streamer.redact import RedactConfig, RedactStyle
 from streamer.session import Session
-from streamer.sinks.redaction import OnMissing, RedactionSpec, RedactStyle
+from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sinks.websocket import serve_events
 from streamer.sources.base import SourceError
 
@@ -199,8 +200,7 @@ def _stream_spec(body: dict[str, Any]) -> StreamSpec:
         r = body["redaction"]
         redaction = RedactionSpec(
             concepts=tuple(r["concepts"]),
-            style=RedactStyle(r.get("style", "blur")),
-            margin_px=r.get("margin_px", 8),
+            draw=RedactConfig(style=RedactStyle(r.get("style", "blur")), margin_px=r.get("margin_px", 8)),
             outputs=tuple(r.get("outputs", ())),
             budget_s=r.get("budget_ms", 1000) / 1000,
             on_missing=OnMissing(r.get("on_missing", "blur")),

@@ -145,13 +145,15 @@ class Engine:
         tracker = await self.worker.call(self._tracker_factory)
         lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
         stats = StreamStats(stream_id, self.metrics)
+        concepts: dict[int, Concept] = {}  # the session's table, shared with its redaction sink
         frame_sinks: list[FrameSink] = []
+        if spec.redaction is not None:
+            frame_sinks.append(self._redaction_factory(spec.redaction, concepts))
         session = Session(
             stream_id, source=source, lane=lane, publisher=Publisher(stream_id), hub=self.hub,
-            stats=stats, frame_sinks=frame_sinks, status_interval_s=self.config.status_interval_s,
+            stats=stats, frame_sinks=frame_sinks, concepts=concepts,
+            status_interval_s=self.config.status_interval_s,
         )  # fmt: skip
-        if spec.redaction is not None:
-            frame_sinks.append(self._redaction_factory(spec.redaction, session.concepts))
         try:
             for concept in spec.concepts:
                 await session.add_concept(concept)
@@ -237,10 +239,10 @@ async def _drain_or_cancel(tasks: list[asyncio.Task[None]], drain_s: float) -> N
 
 
 def open_redaction_sink(spec: RedactionSpec, concepts: Mapping[int, Concept]) -> FrameSink:
-    """Default redaction sink: streamer/redact.py draws, streamer/outputs writes."""
-    from streamer.sinks.outputs import open_writers, paint
+    """Default redaction sink: writes to the video outputs of streamer/outputs."""
+    from streamer.sinks.video import open_writers
 
-    return RedactionSink(spec, concepts, open_writers(spec.outputs), paint)
+    return RedactionSink(spec, concepts, open_writers(spec.outputs))
 
 
 __all__ = ["Engine", "EngineConfig", "StreamNotFound", "StreamSpec"]

@@ -87,6 +87,7 @@ class Session:
         hub: Hub,
         stats: StreamStats,
         frame_sinks: Sequence[FrameSink] = (),
+        concepts: dict[int, Concept] | None = None,
         status_interval_s: float = 1.0,
     ) -> None:
         self.stream_id = stream_id
@@ -99,7 +100,7 @@ class Session:
         self.status_interval_s = status_interval_s
         self.state = StreamState.CONNECTING
         self.error: BaseException | None = None
-        self.concepts: dict[int, Concept] = {}
+        self.concepts = {} if concepts is None else concepts  # concept id -> concept (live)
         self.objects: dict[int, ObjectInfo] = {}
         self._started = False
         self._stopping = False

@@ -3,7 +3,7 @@
 Every decoded frame enters a bounded queue (DROP_OLDEST: a frame that falls off is never
 written). The sink takes frames in order and waits for *that frame's* result (same seq, hence the
 same pts): the masks of the chosen concepts' objects, grown by `margin_px`, are blurred, pixelated
-or filled on the very pixels they were computed from. A frame without its result
+or filled (streamer/redact.py) on the very pixels they were computed from. A frame without its result
 
   * because the model skipped it (a later frame's result arrived first),
   * because its result is later than `budget_s` after capture (live streams only), or
@@ -27,15 +27,10 @@ import numpy as np
 
 from model.types import Concept, FrameTrack
 from streamer.channels import Bounded, Overflow
+from streamer.redact import RedactConfig, redact, redact_all
 from streamer.types import Frame, SourceInfo
 
 ALL_OBJECTS = "*"
-
-
-class RedactStyle(enum.Enum):
-    BLUR = "blur"
-    PIXELATE = "pixelate"
-    FILL = "fill"
 
 
 class OnMissing(enum.Enum):
@@ -46,8 +41,7 @@ class OnMissing(enum.Enum):
 @dataclass(frozen=True)
 class RedactionSpec:
     concepts: tuple[str, ...]  # concept texts whose objects are redacted; ("*",) for every object
-    style: RedactStyle = RedactStyle.BLUR
-    margin_px: int = 8  # masks grow by this many pixels before drawing
+    draw: RedactConfig = RedactConfig()  # style (blur / pixelate / fill), margin_px, strength
     outputs: tuple[str, ...] = ()  # .mp4/.mkv paths or rtsp:// URLs
     budget_s: float = 1.0  # live: how long after capture a frame may wait for its result
     on_missing: OnMissing = OnMissing.BLUR
@@ -61,12 +55,6 @@ class FrameWriter(Protocol):
     def close(self) -> None: ...
 
 
-class Painter(Protocol):
-    """Pure drawing (streamer/redact.py): returns a new H x W x 3 uint8 image."""
-
-    def __call__(self, rgb: np.ndarray, masks: Sequence[np.ndarray], style: RedactStyle, margin_px: int) -> np.ndarray: ...
-
-
 class RedactionSink:
     """A frame sink (see streamer/session.FrameSink) that writes redacted frames to `writers`."""
 
@@ -75,12 +63,10 @@ class RedactionSink:
         spec: RedactionSpec,
         concepts: Mapping[int, Concept],
         writers: Sequence[FrameWriter],
-        paint: Painter,
     ) -> None:
         self.spec = spec
         self._concepts = concepts  # the session's live concept table
         self._writers = tuple(writers)
-        self._paint = paint
         self._live = True  # until stream_started says otherwise: the stricter deadline
         self._frames: Bounded[Frame] = Bounded(spec.queue, Overflow.DROP_OLDEST)
         self._results: dict[int, FrameTrack] = {}
@@ -152,11 +138,10 @@ class RedactionSink:
 
     def _render_and_write(self, frame: Frame, track: FrameTrack | None) -> None:
         if track is None:
-            everything = np.ones((frame.height, frame.width), dtype=bool)
-            image = self._paint(frame.rgb, [everything], self.spec.style, 0)
+            image = redact_all(frame.rgb, self.spec.draw)  # fail closed
         else:
             masks = [obj.mask for obj in track.objects if self._chosen(obj.concept_id)]
-            image = self._paint(frame.rgb, masks, self.spec.style, self.spec.margin_px)
+            image = redact(frame.rgb, masks, self.spec.draw)
         for writer in self._writers:
             writer.write(image, frame)
 

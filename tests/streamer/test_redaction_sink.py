@@ -1,0 +1,120 @@
+"""Fail-closed redaction: no frame ever leaves with the chosen objects visible.
+
+The scripted tracker finds the pure-red square of each frame, so "unredacted" is checkable pixel by
+pixel: a written frame must hold no pure-red pixel, frames with results must be untouched outside
+the (grown) mask, and frames without results must be the fail-closed full-frame redaction.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from model.types import Concept
+from streamer.engine import Engine, EngineConfig, StreamSpec
+from streamer.redact import RedactConfig, RedactStyle, redact_all
+from streamer.sinks.redaction import OnMissing, RedactionSink, RedactionSpec
+from tests.fakes import (
+    COLOURS,
+    CollectingWriter,
+    FakeSource,
+    FakeSources,
+    FakeTracker,
+    eventually,
+    scene,
+)
+
+pytestmark = pytest.mark.timeout(60)
+RED = np.array(COLOURS["red"], dtype=np.uint8)
+
+
+def redaction_engine(tracker: FakeTracker, source: FakeSource, writer: CollectingWriter) -> Engine:
+    return Engine(
+        lambda: tracker,
+        config=EngineConfig(status_interval_s=0.05, drain_timeout_s=5.0),
+        source_factory=FakeSources(cam=source),
+        redaction_factory=lambda spec, concepts: RedactionSink(spec, concepts, [writer]),
+    )
+
+
+def red_pixels(image: np.ndarray) -> int:
+    return int(np.all(image == RED, axis=-1).sum())
+
+
+async def test_stalled_model_never_lets_an_unredacted_frame_out() -> None:
+    stall = threading.Event()  # cleared: the model is frozen on its first frame
+    tracker, writer = FakeTracker(stall=stall), CollectingWriter()
+    camera = FakeSource(frames=60, paced=True, live=True, fps=100)
+    spec = RedactionSpec(concepts=("red",), budget_s=0.1, draw=RedactConfig(margin_px=2))
+    async with redaction_engine(tracker, camera, writer) as engine:
+        session = await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
+        sink = session.frame_sinks[0]
+        assert isinstance(sink, RedactionSink)
+        await eventually(lambda: sink.fully_redacted >= 10)
+        stall.set()
+        await engine.join()
+
+    assert writer.closed and len(writer.frames) > 10
+    assert sink.written > 0 and sink.fully_redacted >= 10
+    for seq, image in writer.frames:
+        assert red_pixels(image) == 0, f"frame {seq} left with the red object visible"
+    seqs = [seq for seq, _ in writer.frames]
+    assert seqs == sorted(seqs)  # order kept
+    fail_closed = {seq for seq, image in writer.frames if np.array_equal(image, redact_all(scene(seq), spec.draw))}
+    assert len(fail_closed) == sink.fully_redacted
+
+
+async def test_frames_with_results_change_only_inside_the_grown_mask() -> None:
+    tracker, writer = FakeTracker(), CollectingWriter()
+    clip = FakeSource(frames=8)
+    spec = RedactionSpec(concepts=("red",), draw=RedactConfig(style=RedactStyle.FILL, margin_px=3))
+    async with redaction_engine(tracker, clip, writer) as engine:
+        await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
+        await engine.join()
+    assert [seq for seq, _ in writer.frames] == list(range(8))  # a file: every frame, each its own mask
+    for seq, image in writer.frames:
+        original = scene(seq)
+        changed = np.any(image != original, axis=-1)
+        ys, xs = np.nonzero(changed)
+        x = seq % (64 - 12)
+        assert ys.min() >= 10 - 3 and ys.max() < 22 + 3 and xs.min() >= x - 3 and xs.max() < x + 12 + 3
+        assert red_pixels(image) == 0 and np.all(image[10:22, x : x + 12] == 0)
+
+
+async def test_drop_policy_writes_only_frames_with_their_own_masks() -> None:
+    stall = threading.Event()
+    tracker, writer = FakeTracker(stall=stall), CollectingWriter()
+    camera = FakeSource(frames=40, paced=True, live=True, fps=100)
+    spec = RedactionSpec(concepts=("*",), budget_s=0.05, on_missing=OnMissing.DROP)
+    async with redaction_engine(tracker, camera, writer) as engine:
+        session = await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
+        sink = session.frame_sinks[0]
+        assert isinstance(sink, RedactionSink)
+        await eventually(lambda: sink.missing_dropped >= 5)
+        stall.set()
+        await engine.join()
+    assert sink.fully_redacted == 0 and sink.written == len(writer.frames) > 0
+    assert all(red_pixels(image) == 0 for _, image in writer.frames)
+    assert session.stats.drops["redaction_missing"] == sink.missing_dropped
+
+
+async def test_objects_of_other_concepts_stay_visible() -> None:
+    tracker, writer = FakeTracker(), CollectingWriter()
+    both = FakeSource(frames=3, draw=lambda seq: _two_squares(seq))
+    spec = RedactionSpec(concepts=("red",))
+    async with redaction_engine(tracker, both, writer) as engine:
+        await engine.add_stream(
+            StreamSpec("cam", concepts=(Concept("red"), Concept("blue")), redaction=spec)
+        )
+        await engine.join()
+    for _, image in writer.frames:
+        assert red_pixels(image) == 0
+        assert np.all(image[30:40, 40:50] == COLOURS["blue"])
+
+
+def _two_squares(seq: int) -> np.ndarray:
+    image = scene(seq)
+    image[30:40, 40:50] = COLOURS["blue"]
+    return image
