@@ -77,15 +77,18 @@ def associate(
     trk_masks: torch.Tensor,
     trk_groups: torch.Tensor,
     thresholds: AssociationThresholds,
+    new_det_min: torch.Tensor | None = None,
 ) -> Association:
     """Match N detections (bool (N, H, W), probs (N,)) to M tracks (bool (M, H, W)).
 
     Many-to-one is allowed: one detection may match several tracks (that is how duplicates are
     found). `recondition` maps a track to the detection with prob >= high_conf whose best IoU
     (>= high_iou) is that track; when several detections pick one track the last one wins, and
-    IoU ties pick the first track, exactly as the official loop iterates.
+    IoU ties pick the first track, exactly as the official loop iterates. `new_det_min` (N,)
+    replaces the new-object threshold per detection (per-concept thresholds).
     """
     n, m = int(det_masks.shape[0]), int(trk_masks.shape[0])
+    new_min = thresholds.new_det if new_det_min is None else new_det_min  # per-concept override
     device = trk_masks.device if m else det_masks.device
     trk_empty = (
         ~trk_masks.flatten(1).any(1) if m else torch.zeros(0, dtype=torch.bool, device=device)
@@ -93,7 +96,7 @@ def associate(
     if n == 0 or m == 0:
         # With no tracks the official SAM 3 spawns every detection; we keep the new_det
         # threshold here too (later upstream does the same), see docs/video.md.
-        new = tuple(torch.nonzero(det_scores >= thresholds.new_det).flatten().tolist())
+        new = tuple(torch.nonzero(det_scores >= new_min).flatten().tolist())
         no_match = torch.zeros(m, dtype=torch.bool, device=device)
         return Association(
             new_dets=new,
@@ -109,7 +112,7 @@ def associate(
     ious = torch.where(same_group, mask_iou(det_masks, trk_masks), 0.0)  # N x M
     trk_matched = (ious >= thresholds.trk_assoc_iou).any(0)
     det_matched = (ious >= thresholds.assoc_iou).any(1)
-    is_new = (det_scores >= thresholds.new_det) & ~det_matched
+    is_new = (det_scores >= new_min) & ~det_matched
     best_iou, best_trk = ious.max(1)
     confident = (det_scores >= thresholds.high_conf) & ~is_new & (best_iou >= thresholds.high_iou)
 
@@ -165,7 +168,12 @@ class HotStart:
 
 class HotStartUpdate(NamedTuple):
     windows: dict[int, HotStart]  # objects still inside their window, updated
-    removed: frozenset[int]  # objects that failed their window on this frame
+    unmatched: frozenset[int]  # removed: unmatched on too many frames
+    duplicates: frozenset[int]  # removed: shared detections with an older object too often
+
+    @property
+    def removed(self) -> frozenset[int]:
+        return self.unmatched | self.duplicates
 
 
 @dataclass(frozen=True)
@@ -209,12 +217,16 @@ def update_hotstart(
             if oid != first and oid in counts:
                 counts[oid][first] = counts[oid].get(first, 0) + 1
 
-    removed: set[int] = set()
+    never_matched: set[int] = set()
+    duplicates: set[int] = set()
     kept: dict[int, HotStart] = {}
     for oid, window in windows.items():
-        duplicate = any(c >= rule.dup_thresh for c in counts[oid].values())
-        if unmatched[oid] >= rule.unmatch_thresh or duplicate:
-            removed.add(oid)
+        if unmatched[oid] >= rule.unmatch_thresh:
+            never_matched.add(oid)
+        elif any(c >= rule.dup_thresh for c in counts[oid].values()):
+            duplicates.add(oid)
         elif in_hotstart(window.first_frame, frame_index + 1, rule.delay):
             kept[oid] = replace(window, unmatched=unmatched[oid], shared_with=counts[oid])
-    return HotStartUpdate(windows=kept, removed=frozenset(removed))
+    return HotStartUpdate(
+        windows=kept, unmatched=frozenset(never_matched), duplicates=frozenset(duplicates)
+    )

@@ -1,0 +1,92 @@
+"""Per-object bookkeeping of one stream: IDs, publication state, lifecycle events.
+
+A `Track` is everything the loop remembers about one live object; `Lifecycle` hands out IDs
+(per stream, increasing, never reused) and turns per-frame facts into the events a client sees:
+
+* an object is *published* once it is `confirm_delay` frames old and its mask is non-empty; the
+  frame it is first published carries its `ObjectStartedEvent`;
+* it is `tentative` while inside its hot-start window (it may still be removed), `confirmed`
+  after; objects added by clicks or boxes are confirmed at once;
+* it ends with `removed` (user, concept removed, hot-start: unmatched), `suppressed` (hot-start:
+  duplicate of an older object), `lost` (unseen for longer than the gap tolerance) or
+  `stream_ended`. Only objects that were published get an `ObjectEndedEvent`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from model.association import HotStart
+from model.config import VideoConfig
+from model.mask_rules import NEVER_OCCLUDED
+from model.memory_bank import MemoryBank
+from model.types import EndReason, ObjectEndedEvent, ObjectStartedEvent, ObjectState
+
+
+@dataclass(eq=False)
+class Track:
+    """One live object of one stream (mutable, owned by its `VideoTracker`)."""
+
+    object_id: int
+    concept_id: int | None  # None: added by clicks / a box
+    first_frame: int
+    spawn_score: float  # detection probability at spawn (the official reported score)
+    bank: MemoryBank
+    last_seen_s: float
+    last_occluded: int = NEVER_OCCLUDED
+    last_mask: torch.Tensor | None = None  # (m, m) bool, last non-empty mask (gap re-association)
+    published: bool = False
+
+    @property
+    def group(self) -> int:
+        """Association / non-overlap group: the concept, or a group of its own for user objects."""
+        return self.concept_id if self.concept_id is not None else -1 - self.object_id
+
+
+@dataclass
+class Lifecycle:
+    """ID allocation, hot-start windows and publication rules of one stream."""
+
+    config: VideoConfig
+    next_id: int = 0
+    windows: dict[int, HotStart] = field(default_factory=dict)  # objects inside hot-start
+
+    def allocate_id(self) -> int:
+        object_id = self.next_id
+        self.next_id += 1
+        return object_id
+
+    def open_window(self, track: Track) -> None:
+        """Start the hot-start window of a detector-spawned object (none when the delay is 0)."""
+        if self.config.hotstart_delay > 0:
+            self.windows[track.object_id] = HotStart(first_frame=track.first_frame)
+
+    def close(self, object_id: int) -> None:
+        self.windows.pop(object_id, None)
+
+    def state(self, track: Track) -> ObjectState:
+        if track.object_id in self.windows:
+            return ObjectState.TENTATIVE
+        return ObjectState.CONFIRMED
+
+    def may_publish(self, track: Track, frame_index: int) -> bool:
+        return frame_index - track.first_frame >= self.config.confirm_delay
+
+    def publish(self, track: Track) -> ObjectStartedEvent | None:
+        """Mark `track` published; the started event on its first publication, else None."""
+        if track.published:
+            return None
+        track.published = True
+        return ObjectStartedEvent(object_id=track.object_id, concept_id=track.concept_id)
+
+    def end(self, track: Track, reason: EndReason) -> ObjectEndedEvent | None:
+        """Forget `track`; the ended event if a client ever saw it, else None."""
+        self.close(track.object_id)
+        if not track.published:
+            return None
+        return ObjectEndedEvent(object_id=track.object_id, reason=reason)
+
+    def is_lost(self, track: Track, now_s: float) -> bool:
+        return now_s - track.last_seen_s > self.config.gap_tolerance_s

@@ -1,0 +1,428 @@
+"""One frame of the online loop (reference sam3-official.md §1c), as a function over explicit state.
+
+`run_frame` is called by `VideoTracker` with the frame's backbone features. Its sections follow
+the official order: detect -> propagate -> associate -> hot-start / spawn / re-condition ->
+occlusion suppression -> memory encoding -> outputs. Every network call is batched over objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from model.association import (
+    AssociationThresholds,
+    HotStartRule,
+    associate,
+    cap_new_detections,
+    mask_nms,
+    update_hotstart,
+)
+from model.box_ops import mask_iou, masks_to_boxes
+from model.config import VideoConfig
+from model.frame_model import FrameModel, ObjectPrompt, TrackOutput, eff_iou_score
+from model.lifecycle import Lifecycle, Track
+from model.mask_rules import (
+    NO_OBJECT_LOGIT,
+    fill_holes,
+    object_non_overlap,
+    occlusion_suppression,
+    suppress_shrunk,
+)
+from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
+from model.types import (
+    BoxPrompt,
+    Concept,
+    EndReason,
+    FrameTrack,
+    ObjectEndedEvent,
+    ObjectStartedEvent,
+    PointPrompt,
+    TrackedObject,
+)
+
+UserPrompt = tuple[BoxPrompt | None, tuple[PointPrompt, ...]]
+
+
+@dataclass
+class FrameState:
+    """The stream state one frame reads and updates (`tracks` is mutated in place)."""
+
+    frame_index: int
+    clock_s: float
+    after_gap: bool
+    image_size: tuple[int, int]  # H, W of the input frame
+    tracks: dict[int, Track]
+    concepts: Mapping[int, Concept]
+    concept_prompts: Mapping[int, object]
+    prompts: Mapping[int, UserPrompt]  # object id -> this frame's clicks / box
+    caps: MemoryCaps
+
+
+class Detections(NamedTuple):
+    """All concepts' kept detections on one frame: N rows on the tracker grid."""
+
+    logits: torch.Tensor  # (N, m, m)
+    scores: torch.Tensor  # (N,)
+    groups: torch.Tensor  # (N,) concept ids
+    new_min: torch.Tensor  # (N,) new-object threshold of each detection's concept
+
+
+def run_frame(
+    model: FrameModel,
+    cfg: VideoConfig,
+    life: Lifecycle,
+    st: FrameState,
+    features: object,
+    pts: int | None,
+) -> FrameTrack:
+    t, timings = st.frame_index, {}
+    with _timed(timings, "detect"):
+        dets = _detect(model, cfg, st, features)
+    det_bin = dets.logits > 0
+
+    # --- tracker: propagate every object with memory, prompt the ones the user edited ----------
+    prompted_ids = sorted(st.prompts)
+    propagated = [tr for oid, tr in sorted(st.tracks.items()) if oid not in st.prompts]
+    with _timed(timings, "track"):
+        prop = _propagate(model, features, propagated, t)
+        user = _prompt(
+            model,
+            features,
+            [_user_prompt(st.prompts[o], st.image_size, model.image_size) for o in prompted_ids],
+        )
+    prop_logits = fill_holes(prop.mask_logits, cfg.fill_hole_area)  # M x m x m
+    trk_bin = prop_logits > 0
+    groups = torch.tensor(
+        [tr.group for tr in propagated], dtype=torch.long, device=prop_logits.device
+    )
+    for j, oid in enumerate(prompted_ids):
+        if oid not in st.tracks:  # a new user object; refined ones keep their record
+            st.tracks[oid] = Track(
+                oid,
+                None,
+                t,
+                float(user.object_score_logits[j].sigmoid()),
+                MemoryBank(st.caps),
+                st.clock_s,
+            )
+
+    # --- association, spawning, hot-start, re-conditioning -------------------------------------
+    with _timed(timings, "associate"):
+        thresholds = AssociationThresholds(
+            cfg.assoc_iou_thresh,
+            cfg.trk_assoc_iou_thresh,
+            cfg.new_det_thresh,
+            cfg.high_conf_thresh,
+            cfg.high_iou_thresh,
+        )
+        assoc = associate(
+            det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
+        )
+        new_dets = _not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
+        regained = (
+            _reassociate(new_dets, det_bin, dets.groups, propagated, trk_bin, cfg)
+            if st.after_gap
+            else {}
+        )
+        new_dets = [d for d in new_dets if d not in regained.values()]
+        new_dets = list(
+            cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
+        )
+        ids = [tr.object_id for tr in propagated]
+        hot = update_hotstart(
+            life.windows,
+            {oid: tr.first_frame for oid, tr in st.tracks.items()},
+            t,
+            [ids[i] for i in torch.nonzero(assoc.trk_unmatched).flatten().tolist()],
+            [[ids[i] for i in trks] for trks in assoc.det_to_trks],
+            HotStartRule(cfg.hotstart_delay, cfg.hotstart_unmatch_thresh, cfg.hotstart_dup_thresh),
+        )
+        life.windows = hot.windows
+        recondition = dict(regained)
+        if cfg.recondition_every_nth_frame > 0 and t % cfg.recondition_every_nth_frame == 0:
+            for i, d in assoc.recondition.items():
+                if (
+                    float(prop.object_score_logits[i]) > cfg.high_conf_thresh
+                ):  # a logit (official quirk)
+                    recondition.setdefault(i, d)
+        removed = {i for i, oid in enumerate(ids) if oid in hot.removed}
+        alive = [i for i in range(len(propagated)) if i not in removed]
+        recondition = {i: d for i, d in recondition.items() if i not in removed}
+
+    # --- occlusion-based overlap suppression (also hides the object's output this frame) -------
+    if alive and cfg.suppress_overlap_occlusion_thresh > 0:
+        last = torch.tensor([propagated[i].last_occluded for i in alive], device=prop_logits.device)
+        hidden = occlusion_suppression(
+            trk_bin[alive], last, groups[alive], cfg.suppress_overlap_occlusion_thresh
+        )
+    else:
+        hidden = torch.zeros(len(alive), dtype=torch.bool)
+    for k, i in enumerate(alive):
+        if hidden[k] or not bool(trk_bin[i].any()):
+            propagated[i].last_occluded = t
+    prop_logits[[alive[k] for k in torch.nonzero(hidden).flatten().tolist()]] = NO_OBJECT_LOGIT
+
+    # --- spawn new objects from unmatched confident detections ---------------------------------
+    spawned: list[Track] = []
+    for d in new_dets:
+        track = Track(
+            life.allocate_id(),
+            int(dets.groups[d]),
+            t,
+            float(dets.scores[d]),
+            MemoryBank(st.caps),
+            st.clock_s,
+        )
+        st.tracks[track.object_id] = track
+        life.open_window(track)
+        spawned.append(track)
+    with _timed(timings, "track"):
+        spawn = _prompt(model, features, [ObjectPrompt(mask=det_bin[d]) for d in new_dets])
+
+    # --- memory: one batched encoder call for every object that stays --------------------------
+    with _timed(timings, "memory"):
+        mem_logits = prop_logits.clone()
+        for i, d in recondition.items():
+            mem_logits[i] = (
+                prop_logits[i]
+                if cfg.recondition_on_trk_masks
+                else torch.where(det_bin[d], 10.0, -10.0)
+            )
+        mem_logits = suppress_shrunk(mem_logits, groups, cfg.shrink_suppress_thresh)
+        present = torch.where(mem_logits.flatten(1).any(1), 10.0, -10.0)
+        logits = torch.cat([mem_logits[alive], user.mask_logits, spawn.mask_logits])
+        scores = torch.cat([present[alive], user.object_score_logits, spawn.object_score_logits])
+        from_prompt = torch.tensor(
+            [False] * len(alive) + [True] * len(prompted_ids) + [False] * len(spawned)
+        )
+        memories = (
+            model.encode_memory(features, logits, scores, from_prompt.to(logits.device))
+            if len(logits)
+            else logits
+        )
+        quality = eff_iou_score(prop.object_score_logits, prop.iou_scores).tolist()
+        pointers = _cat([prop.pointers[alive], user.pointers, spawn.pointers])
+        owners = [propagated[i] for i in alive] + [st.tracks[o] for o in prompted_ids] + spawned
+        conds = [i in recondition for i in alive] + [True] * (len(prompted_ids) + len(spawned))
+        qualities = [quality[i] for i in alive] + [1.0] * (len(prompted_ids) + len(spawned))
+        for k, track in enumerate(owners):
+            track.bank.add(MemoryEntry(t, memories[k], pointers[k], qualities[k], conds[k]))
+
+    # --- hot-start failures end; outputs -------------------------------------------------------
+    ended: list[ObjectEndedEvent] = []
+    for i in sorted(removed):
+        track = st.tracks.pop(ids[i])
+        reason = EndReason.SUPPRESSED if ids[i] in hot.duplicates else EndReason.REMOVED
+        if (event := life.end(track, reason)) is not None:
+            ended.append(event)
+    out_logits = prop_logits[alive].clone()
+    for k, i in enumerate(alive):
+        if i in recondition:
+            out_logits[k] = dets.logits[recondition[i]]
+    out_logits = torch.cat(
+        [out_logits, user.mask_logits, fill_holes(dets.logits[new_dets], cfg.fill_hole_area)]
+    )
+    out_probs = torch.cat(
+        [
+            prop.object_score_logits[alive].sigmoid(),
+            user.object_score_logits.sigmoid(),
+            dets.scores[new_dets],
+        ]
+    )
+    with _timed(timings, "output"):
+        objects, started = _publish(life, st, owners, out_logits, out_probs, t)
+    for track in [tr for tr in st.tracks.values() if life.is_lost(tr, st.clock_s)]:
+        if (event := life.end(st.tracks.pop(track.object_id), EndReason.LOST)) is not None:
+            ended.append(event)
+    height, width = st.image_size
+    return FrameTrack(t, pts, width, height, objects, started, tuple(ended), timings)
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def _detect(model: FrameModel, cfg: VideoConfig, st: FrameState, features: object) -> Detections:
+    m, device = model.mask_size, model.device
+    empty = Detections(
+        torch.zeros(0, m, m, device=device),
+        torch.zeros(0, device=device),
+        torch.zeros(0, dtype=torch.long, device=device),
+        torch.zeros(0, device=device),
+    )
+    if not st.concepts:
+        return empty
+    concept_ids = list(st.concepts)
+    outs = model.detect(features, [st.concept_prompts[c] for c in concept_ids])
+    parts = []
+    for cid, out in zip(concept_ids, outs, strict=True):
+        thresholds = st.concepts[cid].thresholds
+        keep_min = (
+            cfg.score_threshold_detection if thresholds.detection is None else thresholds.detection
+        )
+        new_min = cfg.new_det_thresh if thresholds.new_object is None else thresholds.new_object
+        keep = out.scores > keep_min
+        if cfg.det_nms_thresh > 0:
+            idx = torch.nonzero(keep).flatten()
+            nms = mask_nms(out.scores[idx], out.mask_logits[idx] > 0, cfg.det_nms_thresh)
+            keep = torch.zeros_like(keep)
+            keep[idx[nms]] = True
+        idx = torch.nonzero(keep).flatten()
+        parts.append(
+            Detections(
+                out.mask_logits[idx],
+                out.scores[idx],
+                torch.full_like(idx, cid),
+                torch.full((len(idx),), new_min, device=device),
+            )
+        )
+    return Detections(*(torch.cat(cols) for cols in zip(empty, *parts, strict=True)))
+
+
+def _propagate(model: FrameModel, features: object, tracks: Sequence[Track], t: int) -> TrackOutput:
+    if not tracks:
+        return _empty_output(model)
+    return model.track(features, stack_views([tr.bank.read(t) for tr in tracks]))
+
+
+def _prompt(model: FrameModel, features: object, prompts: Sequence[ObjectPrompt]) -> TrackOutput:
+    return model.prompt(features, prompts) if prompts else _empty_output(model)
+
+
+def _empty_output(model: FrameModel) -> TrackOutput:
+    m, device = model.mask_size, model.device
+    z = torch.zeros(0, device=device)
+    return TrackOutput(torch.zeros(0, m, m, device=device), z, z, torch.zeros(0, 0, device=device))
+
+
+def _user_prompt(prompt: UserPrompt, size: tuple[int, int], image_size: int) -> ObjectPrompt:
+    """Input-pixel box / clicks -> model-input coordinates (the frame is resized to a square)."""
+    box, points = prompt
+    sx, sy = image_size / size[1], image_size / size[0]
+    xy = [(p.xy[0] * sx, p.xy[1] * sy) for p in points]
+    labels = [1 if p.positive else 0 for p in points]
+    if box is not None:  # SAM encodes a box as its two corners, labels 2 and 3, before clicks
+        x0, y0, x1, y1 = box.xyxy
+        xy = [(x0 * sx, y0 * sy), (x1 * sx, y1 * sy), *xy]
+        labels = [2, 3, *labels]
+    return ObjectPrompt(
+        points=torch.tensor(xy, dtype=torch.float32), labels=torch.tensor(labels, dtype=torch.long)
+    )
+
+
+def _not_over(
+    new_dets: Sequence[int], det_bin: torch.Tensor, taken: torch.Tensor, iou: float
+) -> list[int]:
+    """Drop new detections that cover an object the user prompted on this frame."""
+    if not new_dets or taken.shape[0] == 0:
+        return list(new_dets)
+    best = mask_iou(det_bin[list(new_dets)], taken).amax(1)
+    return [d for d, b in zip(new_dets, best.tolist(), strict=True) if b < iou]
+
+
+def _reassociate(
+    new_dets: Sequence[int],
+    det_bin: torch.Tensor,
+    det_groups: torch.Tensor,
+    tracks: Sequence[Track],
+    trk_bin: torch.Tensor,
+    cfg: VideoConfig,
+) -> dict[int, int]:
+    """After a gap: a detection that would spawn an object instead re-finds an object of its
+    concept that the tracker lost, if it overlaps that object's last visible mask (greedy by IoU)."""
+    lost = [
+        i
+        for i, tr in enumerate(tracks)
+        if tr.last_mask is not None and tr.concept_id is not None and not bool(trk_bin[i].any())
+    ]
+    if not lost or not new_dets:
+        return {}
+    last = torch.stack([tracks[i].last_mask for i in lost])
+    ious = mask_iou(det_bin[list(new_dets)], last)  # D x L
+    same = (
+        det_groups[list(new_dets)][:, None]
+        == torch.tensor([tracks[i].concept_id for i in lost], device=ious.device)[None, :]
+    )
+    ious = torch.where(same, ious, 0.0)
+    pairs: dict[int, int] = {}
+    for flat in torch.argsort(ious.flatten(), descending=True, stable=True).tolist():
+        d, j = divmod(flat, len(lost))
+        if float(ious[d, j]) < cfg.assoc_iou_thresh:
+            break
+        if lost[j] not in pairs and new_dets[d] not in pairs.values():
+            pairs[lost[j]] = new_dets[d]
+    return pairs
+
+
+def _publish(
+    life: Lifecycle,
+    st: FrameState,
+    owners: Sequence[Track],
+    logits: torch.Tensor,
+    probs: torch.Tensor,
+    t: int,
+) -> tuple[tuple[TrackedObject, ...], tuple[ObjectStartedEvent, ...]]:
+    """Low-res logits of `owners` -> published objects at the input size, non-overlapping."""
+    height, width = st.image_size
+    visible = (logits > 0).flatten(1).any(1)
+    for k, track in enumerate(owners):
+        if bool(visible[k]):
+            track.last_seen_s = st.clock_s
+            track.last_mask = (logits[k] > 0).clone()
+    chosen = [k for k, tr in enumerate(owners) if life.may_publish(tr, t)]
+    if not chosen:
+        return (), ()
+    masks = (
+        F.interpolate(
+            logits[chosen][:, None].float(),
+            size=(height, width),
+            mode="bilinear",
+            align_corners=False,
+        )[:, 0]
+        > 0
+    )
+    nonempty = [k for k in range(len(chosen)) if bool(masks[k].any())]
+    chosen, masks = [chosen[k] for k in nonempty], masks[nonempty]
+    group_ids = torch.tensor(
+        [owners[k].group for k in chosen], dtype=torch.long, device=masks.device
+    )
+    masks = object_non_overlap(masks, probs[chosen], group_ids)
+    boxes = masks_to_boxes(masks).tolist()
+    host = masks.cpu().numpy()
+    objects, started = [], []
+    for row, k in enumerate(chosen):
+        track = owners[k]
+        score = track.spawn_score if track.concept_id is not None else float(probs[k])
+        objects.append(
+            TrackedObject(
+                track.object_id,
+                track.concept_id,
+                score,
+                tuple(boxes[row]),
+                host[row],
+                life.state(track),
+            )
+        )
+        if (event := life.publish(track)) is not None:
+            started.append(event)
+    order = sorted(range(len(objects)), key=lambda r: objects[r].object_id)
+    return tuple(objects[r] for r in order), tuple(sorted(started, key=lambda e: e.object_id))
+
+
+def _cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """torch.cat that tolerates empty placeholders of another trailing shape."""
+    full = [p for p in parts if p.shape[0] > 0]
+    return torch.cat(full) if full else parts[0]
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1e3

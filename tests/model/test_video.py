@@ -1,0 +1,206 @@
+"""VideoTracker's loop on a scripted model: IDs, lifecycle, live edits, gaps, determinism."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from model.config import VideoConfig
+from model.types import Concept, EndReason, FrameTrack, ObjectState, PointPrompt
+from model.video import VideoTracker
+from tests.model.video_fakes import ScriptedModel, Square, render
+
+CFG = VideoConfig(gap_tolerance_s=0.2, nominal_fps=30.0)  # unseen for 6+ frames -> lost
+
+SCENE = (
+    Square("red", first=0, last=39, x=4, y=4, vx=0.5),
+    Square("red", first=0, last=19, x=40, y=24),  # leaves at frame 20
+    Square("blue", first=10, last=39, x=20, y=30, vy=-0.25),  # appears at frame 10
+    Square("green", first=0, last=39, x=48, y=4),  # no concept: only a click finds it
+)
+
+
+def run(
+    frames: int, cfg: VideoConfig = CFG, scene: tuple[Square, ...] = SCENE
+) -> tuple[VideoTracker, list[FrameTrack]]:
+    tracker = VideoTracker(ScriptedModel(), cfg)
+    tracker.add_concept(Concept(text="red"))
+    tracker.add_concept(Concept(text="blue"))
+    return tracker, [tracker.step(render(scene, t), pts=t) for t in range(frames)]
+
+
+def ids(result: FrameTrack) -> list[int]:
+    return [o.object_id for o in result.objects]
+
+
+def test_ids_follow_objects_and_are_never_reused() -> None:
+    tracker, results = run(40)
+    assert ids(results[0]) == [0, 1]
+    assert [e.object_id for e in results[0].started] == [0, 1]
+    assert ids(results[10]) == [0, 1, 2] and [e.object_id for e in results[10].started] == [2]
+    assert all(r.frame_index == t and r.pts == t for t, r in enumerate(results))
+    # object 1 leaves at frame 20 and ends as lost once unseen for longer than 0.2 s
+    assert ids(results[20]) == [0, 2]
+    lost = [(t, e) for t, r in enumerate(results) for e in r.ended]
+    assert lost == [(26, lost[0][1])]  # last seen at 19; 7 frames > 0.2 s and lost[0][1].object_id == 1
+    assert lost[0][1].reason is EndReason.LOST
+    assert tracker.object_ids == (0, 2)
+    # each object keeps one concept and its mask moves with its square
+    assert {o.concept_id for o in results[30].objects} == {0, 1}
+    red = next(o for o in results[30].objects if o.object_id == 0)
+    assert red.mask.shape == (48, 64) and red.mask.dtype == np.bool_
+    x0 = red.box_xyxy[0]
+    assert 16 <= x0 <= 22  # the square started at x=4 and moves 0.5 px per frame
+
+
+def test_deterministic_over_frames() -> None:
+    _, a = run(25)
+    _, b = run(25)
+    for ra, rb in zip(a, b, strict=True):
+        assert ids(ra) == ids(rb)
+        for oa, ob in zip(ra.objects, rb.objects, strict=True):
+            assert np.array_equal(oa.mask, ob.mask) and oa.box_xyxy == ob.box_xyxy
+
+
+def test_tentative_until_hotstart_window_passes_and_confirm_delay() -> None:
+    _, results = run(20)
+    assert results[0].objects[0].state is ObjectState.TENTATIVE
+    assert results[13].objects[0].state is ObjectState.TENTATIVE
+    # frame 14 is the last one on which hot-start may remove it: confirmed once it passes
+    assert results[14].objects[0].state is ObjectState.CONFIRMED
+    _, delayed = run(20, replace(CFG, confirm_delay=3))
+    assert ids(delayed[0]) == [] and ids(delayed[2]) == []
+    assert ids(delayed[3]) == [0, 1] and [e.object_id for e in delayed[3].started] == [0, 1]
+
+
+def test_hotstart_removes_a_masklet_that_is_never_matched() -> None:
+    # a red square that the tracker follows but the detector stops seeing: after turning blue
+    # (another concept) the red track is unmatched; 8 unmatched frames inside its window
+    scene = (Square("red", first=0, last=2, x=4, y=4), Square("blue", first=3, last=30, x=4, y=4))
+    tracker = VideoTracker(ScriptedModel(), CFG)
+    tracker.add_concept(Concept(text="red"))
+    results = [tracker.step(render(scene, t)) for t in range(16)]
+    ended = [(t, e.object_id, e.reason) for t, r in enumerate(results) for e in r.ended]
+    assert ended == [(10, 0, EndReason.REMOVED)]  # unmatched on frames 3..10
+
+
+def test_live_edits_leave_other_objects_untouched() -> None:
+    _, plain = run(12)
+    tracker = VideoTracker(ScriptedModel(), CFG)
+    tracker.add_concept(Concept(text="red"))
+    tracker.add_concept(Concept(text="blue"))
+    edited = []
+    for t in range(12):
+        if t == 4:
+            green = tracker.add_object(points=[PointPrompt((52.0, 8.0))])  # click the green square
+        if t == 8:
+            tracker.remove_object(1)
+            tracker.remove_object(green)
+        edited.append(tracker.step(render(SCENE, t), pts=t))
+    assert green == 2  # the next free id
+    assert [e.object_id for e in edited[4].started] == [green]
+    added = next(o for o in edited[4].objects if o.object_id == green)
+    assert added.concept_id is None and added.state is ObjectState.CONFIRMED
+    assert added.mask[8, 52] and not added.mask[30, 10]
+    assert [(e.object_id, e.reason) for e in edited[8].ended] == [
+        (1, EndReason.REMOVED),
+        (green, EndReason.REMOVED),
+    ]
+    # a removed concept object that is still in view is detected again, as a new object
+    assert [e.object_id for e in edited[8].started] == [3]
+    assert ids(edited[10]) == [0, 3, 4]
+    for t in range(12):  # object 0 is identical with and without the edits
+        a = next(o for o in plain[t].objects if o.object_id == 0)
+        b = next(o for o in edited[t].objects if o.object_id == 0)
+        assert np.array_equal(a.mask, b.mask)
+
+
+def test_remove_concept_ends_its_objects() -> None:
+    tracker = VideoTracker(ScriptedModel(), CFG)
+    red = tracker.add_concept(Concept(text="red"))
+    tracker.add_concept(Concept(text="blue"))
+    for t in range(12):
+        tracker.step(render(SCENE, t))
+    tracker.remove_concept(red)
+    assert list(tracker.concepts) == [1]
+    result = tracker.step(render(SCENE, 12))
+    assert sorted((e.object_id, e.reason) for e in result.ended) == [
+        (0, EndReason.REMOVED),
+        (1, EndReason.REMOVED),
+    ]
+    assert ids(result) == [2]
+    assert tracker.add_concept(Concept(text="red")) == 2  # concept ids are not reused either
+
+
+def test_gap_within_tolerance_keeps_ids_and_longer_gap_ends_objects() -> None:
+    cfg = replace(CFG, gap_tolerance_s=5.0)
+    tracker = VideoTracker(ScriptedModel(), cfg)
+    tracker.add_concept(Concept(text="red"))
+    scene = (Square("red", first=0, last=99, x=4, y=4, vx=1.0),)
+    for t in range(5):
+        tracker.step(render(scene, t))
+    tracker.mark_gap(2.0)  # the square moved on while the source was down
+    after = tracker.step(render(scene, 7))
+    assert ids(after) == [0] and not after.started and not after.ended
+    tracker.mark_gap(6.0)
+    late = tracker.step(render(scene, 30))
+    assert [(e.object_id, e.reason) for e in late.ended] == [(0, EndReason.LOST)]
+    assert ids(late) == [1] and [e.object_id for e in late.started] == [1]
+
+
+def test_gap_reassociates_a_lost_object_by_its_last_mask() -> None:
+    cfg = replace(CFG, gap_tolerance_s=5.0)
+    tracker = VideoTracker(ScriptedModel(), cfg)
+    tracker.add_concept(Concept(text="red"))
+    visible = (Square("red", first=0, last=4, x=20, y=20),)
+    for t in range(5):
+        tracker.step(render(visible, t))
+    for t in range(5, 8):  # gone from view: the tracker's mask is empty
+        assert ids(tracker.step(render(visible, t))) == []
+    tracker.mark_gap(1.0)
+    back = (Square("red", first=0, last=99, x=22, y=20),)  # reappears near where it was
+    result = tracker.step(render(back, 40))
+    assert ids(result) == [0] and not result.started
+
+
+def test_finish_and_bad_input() -> None:
+    tracker, _ = run(3)
+    events = tracker.finish()
+    assert [(e.object_id, e.reason) for e in events] == [
+        (0, EndReason.STREAM_ENDED),
+        (1, EndReason.STREAM_ENDED),
+    ]
+    with pytest.raises(ValueError, match="H x W x 3"):
+        tracker.step(np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        tracker.step(np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(KeyError):
+        tracker.remove_object(99)
+    with pytest.raises(ValueError, match="box, points"):
+        tracker.add_object()
+
+
+def test_step_many_shares_one_backbone_call() -> None:
+    model = ScriptedModel()
+    a, b = VideoTracker(model, CFG), VideoTracker(model, CFG)
+    a.add_concept(Concept(text="red"))
+    b.add_concept(Concept(text="blue"))
+    frames = [render(SCENE, 12), render(SCENE, 12)]
+    ra, rb = VideoTracker.step_many([a, b], frames, [None, None])
+    assert model.calls["encode_images"] == 1
+    assert {o.concept_id for o in ra.objects} == {0} and len(ra.objects) == 2
+    assert len(rb.objects) == 1
+    with pytest.raises(ValueError, match="share one model"):
+        VideoTracker.step_many([a, VideoTracker(ScriptedModel(), CFG)], frames, [None, None])
+
+
+def test_one_batched_tracker_call_per_frame() -> None:
+    tracker, _ = run(12)
+    model = tracker._model
+    assert isinstance(model, ScriptedModel)
+    assert model.calls["detect"] == 12  # all concepts in one detector pass per frame
+    assert model.calls["track"] == 11  # frame 0 has nothing to propagate
+    assert model.calls["memory"] == 12
+    assert model.batch_sizes[-1] == 3
