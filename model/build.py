@@ -50,13 +50,24 @@ def build_sam3(
     else:
         model = Sam3(config, device=torch.device("meta"))
         model.load_report = load_state(model, ckpt)
-        model.to(device=device, dtype=dtype)
+        _move(model, device, dtype)
     model.tokenizer = tokenizer or _resolve_tokenizer(config, ckpt)
     if model.tokenizer.vocab_size > config.text.vocab_size:
         raise ValueError(
             f"tokenizer has {model.tokenizer.vocab_size} ids, the text encoder {config.text.vocab_size}"
         )
     return model.eval()
+
+
+def _move(model: Sam3, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+    """Like `model.to(device, dtype)`, but the dtype applies to floating tensors only.
+
+    `nn.Module.to(dtype)` would also cast the complex64 RoPE tables to a real dtype, dropping
+    their imaginary part; `_apply` is the hook `.to` itself uses.
+    """
+    model.to(device=device)
+    if dtype is not None:
+        model._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
 
 def _resolve_config(name_or_config: str | Sam3Config | None, ckpt: Checkpoint | None) -> Sam3Config:

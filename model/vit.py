@@ -115,6 +115,11 @@ class RopeAttention(nn.Module):
         qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B x heads x L x D
         freqs = self.freqs_cis
+        if not freqs.is_complex():
+            raise RuntimeError(
+                "freqs_cis lost its complex dtype (module.to(dtype) casts complex buffers); "
+                "use build_sam3(..., dtype=...) or Sam3(config, dtype=...) instead"
+            )
         if height != width or height != self.grid:
             freqs = self.compute_freqs(height, device=x.device)  # non-default input size
         q, k = apply_rotary(q, freqs), apply_rotary(k, freqs)

@@ -1,0 +1,81 @@
+"""build_sam3: registry, native checkpoint round trip, tokenizer resolution, dtype and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.build import _resolve_tokenizer, build_sam3
+from model.checkpoint import CheckpointError, CheckpointFormat, read_checkpoint, save_native
+from model.config import CONFIGS
+from model.tokenizer import train_bpe
+
+
+def test_tiny_builds_with_a_byte_level_tokenizer() -> None:
+    model = build_sam3("tiny")
+    assert not model.training and model.load_report is None
+    assert model.tokenizer is not None and model.tokenizer.vocab_size == 514
+    ids, mask = model.tokenize(["a red car"])
+    assert ids.shape == (1, CONFIGS["tiny"].text.context_length) and not mask[0, 0]
+
+
+def test_unknown_name() -> None:
+    with pytest.raises(ValueError, match="unknown config 'huge'; known: .*'sam3'.*'tiny'"):
+        build_sam3("huge")
+
+
+def test_official_size_gets_the_clip_vocab() -> None:
+    tok = _resolve_tokenizer(CONFIGS["sam3"], None)
+    assert tok.vocab_size == 49408 and tok(["visual"]).ids[0, 1].item() == 7195
+
+
+def test_native_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_sam3("tiny", tokenizer=train_bpe(["red car", "person"] * 5, 600))
+    path = tmp_path / "tiny.safetensors"
+    save_native(path, model, model.config, tokenizer_files=model.tokenizer.to_files())
+    again = build_sam3(None, path)  # config and tokenizer come from the file
+    assert again.config == model.config
+    assert again.load_report.recomputed  # RoPE tables are not stored, they are rebuilt
+    assert again.tokenizer(["red car"]).ids.tolist() == model.tokenizer(["red car"]).ids.tolist()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
+    images = torch.randn(1, 3, 112, 112)
+    with torch.no_grad():
+        a = model.detector.encode_image(images, tracker=True)
+        b = again.detector.encode_image(images, tracker=True)
+    torch.testing.assert_close(a.detector_maps[0], b.detector_maps[0], rtol=0, atol=0)
+    assert read_checkpoint(path).format is CheckpointFormat.NATIVE
+
+
+def test_native_config_mismatch_is_refused(tmp_path: Path) -> None:
+    model = build_sam3("tiny")
+    path = tmp_path / "tiny.safetensors"
+    save_native(path, model, model.config)
+    with pytest.raises(CheckpointError, match="saved for config 'tiny'"):
+        build_sam3("sam3", path)
+
+
+def test_bfloat16_build_keeps_rope_complex(tmp_path: Path) -> None:
+    model = build_sam3("tiny")
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    bf16 = build_sam3("tiny", path, device="cpu", dtype=torch.bfloat16)
+    assert bf16.load_report.loaded == len(model.state_dict())
+    assert bf16.vit.pos_embed.dtype == torch.bfloat16
+    assert bf16.vit.blocks[0].attn.freqs_cis.dtype == torch.complex64
+    with torch.no_grad():
+        out = bf16.vit(torch.randn(1, 3, 112, 112, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.gpu
+def test_cuda_bfloat16_backbone() -> None:
+    model = build_sam3("tiny", device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        feats = model.detector.encode_image(
+            torch.randn(2, 3, 112, 112, device="cuda"), tracker=True
+        )
+    assert feats.detector_maps[0].is_cuda and feats.detector_maps[0].dtype == torch.bfloat16
