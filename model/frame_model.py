@@ -4,7 +4,8 @@
 through a `FrameModel`: one backbone pass per image, one detector pass per frame for all
 concepts, one batched tracker call for all propagated objects, one for all prompted objects,
 one memory-encoder call. `Sam3FrameModel` (model/sam3_frame_model.py) implements it on `Sam3`;
-tests implement it with scripted masks. All masks here live on the tracker's low-resolution
+tests implement it with scripted masks. Prompts are the tracker's `ObjectPrompt` (clicks, box or
+mask in model-input pixels). All masks here live on the tracker's low-resolution
 grid (`mask_size`, 288 at 1008 px); logits > 0 mean foreground.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from model.memory_bank import MemoryBatch
+from model.tracker_types import ObjectPrompt
 from model.types import Concept
 
 
@@ -26,19 +28,6 @@ class FrameDetections(NamedTuple):
     scores: torch.Tensor  # (Q,) joint probability sigmoid(logit) * sigmoid(presence)
     mask_logits: torch.Tensor  # (Q, m, m) on the tracker grid
     boxes: torch.Tensor  # (Q, 4) xyxy, normalised to [0, 1]
-
-
-class ObjectPrompt(NamedTuple):
-    """A prompt for one object on the current frame, in model-input coordinates (0..image_size).
-
-    Exactly one of: `mask` (m, m) bool on the tracker grid (spawn from a detection,
-    re-conditioning), or clicks / a box (user edits; the box is two corner points with labels
-    2 and 3, as SAM encodes it).
-    """
-
-    points: torch.Tensor | None = None  # (P, 2) float xy
-    labels: torch.Tensor | None = None  # (P,) int: 1 positive, 0 negative, 2/3 box corners
-    mask: torch.Tensor | None = None  # (m, m) bool
 
 
 class TrackOutput(NamedTuple):

@@ -26,7 +26,7 @@ from model.association import (
 )
 from model.box_ops import mask_iou, masks_to_boxes
 from model.config import VideoConfig
-from model.frame_model import FrameModel, ObjectPrompt, TrackOutput, eff_iou_score
+from model.frame_model import FrameModel, TrackOutput, eff_iou_score
 from model.lifecycle import Lifecycle, Track
 from model.mask_rules import (
     NO_OBJECT_LOGIT,
@@ -36,6 +36,7 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
+from model.tracker_types import ObjectPrompt
 from model.types import (
     BoxPrompt,
     Concept,
@@ -302,17 +303,14 @@ def _empty_output(model: FrameModel) -> TrackOutput:
 
 
 def _user_prompt(prompt: UserPrompt, size: tuple[int, int], image_size: int) -> ObjectPrompt:
-    """Input-pixel box / clicks -> model-input coordinates (the frame is resized to a square)."""
+    """Input-pixel box / clicks -> model-input pixels (the frame is resized to a square)."""
     box, points = prompt
-    sx, sy = image_size / size[1], image_size / size[0]
-    xy = [(p.xy[0] * sx, p.xy[1] * sy) for p in points]
-    labels = [1 if p.positive else 0 for p in points]
-    if box is not None:  # SAM encodes a box as its two corners, labels 2 and 3, before clicks
-        x0, y0, x1, y1 = box.xyxy
-        xy = [(x0 * sx, y0 * sy), (x1 * sx, y1 * sy), *xy]
-        labels = [2, 3, *labels]
+    scale = torch.tensor([image_size / size[1], image_size / size[0]])
+    xy = torch.tensor([p.xy for p in points], dtype=torch.float32).reshape(-1, 2) * scale
+    labels = torch.tensor([1 if p.positive else 0 for p in points], dtype=torch.long)
+    corners = None if box is None else torch.tensor(box.xyxy, dtype=torch.float32) * scale.repeat(2)
     return ObjectPrompt(
-        points=torch.tensor(xy, dtype=torch.float32), labels=torch.tensor(labels, dtype=torch.long)
+        points=xy if points else None, labels=labels if points else None, box=corners
     )
 
 

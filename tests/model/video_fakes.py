@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from model.frame_model import FrameDetections, ObjectPrompt, TrackOutput
+from model.frame_model import FrameDetections, TrackOutput
 from model.memory_bank import MemoryBatch
+from model.tracker_types import ObjectPrompt
 from model.types import Concept
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
@@ -144,8 +145,8 @@ class ScriptedModel:
             if p.mask is not None:
                 masks.append(p.mask.clone())
                 continue
-            assert p.points is not None
-            cx, cy = (p.points.float().mean(0) * self._m / self.image_size).long().tolist()
+            xy, _ = p.points_and_labels()
+            cx, cy = (xy.float().mean(0) * self._m / self.image_size).long().tolist()
             area = torch.zeros(self._m, self._m, dtype=torch.bool)
             area[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2] = True
             masks.append(self._follow(features, area))
