@@ -26,7 +26,7 @@ subscription. aiohttp and nats-py are imported only when a URL needs them.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +40,7 @@ _STREAM_PATH = re.compile(r"^/v1/streams/(?P<id>[^/]+)/events/?$")
 _ALL_PATHS = ("", "/", "/v1/events", "/v1/events/")
 _SUBJECT_TOKEN = re.compile(r"^[^.*>\s]+$")  # one NATS subject token: no dots, wildcards, spaces
 _NORMAL_CLOSE = (1000, 1001)  # normal closure, going away
+_FETCH_WAIT_S = 5.0  # how long one JetStream fetch waits for a new event before asking again
 
 
 class SubscriptionError(ConnectionError):
@@ -77,8 +78,9 @@ def subscribe(
 ) -> Subscription:
     """Events from `url` (ws://, wss://, nats://, tls://), as an async iterator.
 
-    `max_pending` bounds NATS's client-side buffer: beyond it, NATS drops messages for this slow
-    consumer (JetStream redelivers unacknowledged ones). `heartbeat_s` pings a WebSocket so a dead
+    `max_pending` bounds the client-side buffer of a core NATS subscription: beyond it, NATS drops
+    messages for this slow consumer. JetStream events are fetched one at a time, so nothing piles
+    up on the client; a slow subscriber falls behind in the stream instead. `heartbeat_s` pings a WebSocket so a dead
     peer is noticed.
     """
     return Subscription(
@@ -206,24 +208,19 @@ class Subscription:
             raise SubscriptionError(f"{self.url}: cannot connect ({exc!r})") from None
         unacked: Any = None  # a JetStream message handed out and not yet acknowledged
         try:
+            messages: AsyncIterator[Any]  # nats.aio.msg.Msg
             jetstream = durable is not None or start_sequence is not None
-            sub: Any  # nats.aio.subscription.Subscription or its JetStream subclass
             if jetstream:
                 config = None
                 if start_sequence is not None:
                     config = ConsumerConfig(
                         deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence
                     )
-                sub = await nc.jetstream().subscribe(
-                    subject,
-                    durable=durable,
-                    config=config,
-                    manual_ack=True,
-                    pending_msgs_limit=max_pending,
-                )
+                pull = await nc.jetstream().pull_subscribe(subject, durable=durable, config=config)
+                messages = _fetch_one_by_one(pull)
             else:
-                sub = await nc.subscribe(subject, pending_msgs_limit=max_pending)
-            async for message in sub.messages:
+                messages = (await nc.subscribe(subject, pending_msgs_limit=max_pending)).messages
+            async for message in messages:
                 event = decode(message.data, max_size=self._max_size)
                 if jetstream:
                     self.last_sequence = message.metadata.sequence.stream
@@ -236,3 +233,21 @@ class Subscription:
             if unacked is not None and not nc.is_closed:
                 await unacked.nak()  # redeliver now, not after the consumer's ack wait
             await nc.close()
+
+
+async def _fetch_one_by_one(pull: Any) -> AsyncIterator[Any]:
+    """JetStream messages of a pull consumer, fetched one at a time.
+
+    A push consumer (or a batched fetch) hands the client messages it has not asked for yet;
+    those stay unacknowledged until the consumer's ack wait (30 s) when the subscriber closes.
+    Fetching one at a time costs a round trip per event but leaves at most one message in flight,
+    the one `Subscription` naks on close, so a resumed subscriber gets it back at once.
+    """
+    import nats.errors
+
+    while True:
+        try:
+            (message,) = await pull.fetch(1, timeout=_FETCH_WAIT_S)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue  # nothing new yet: ask again
+        yield message
