@@ -31,7 +31,7 @@ from model.memory_bank import MemoryBatch
 from model.memory_encoder import MemoryEncoder
 from model.position import sine_position_grid
 from model.sam.mask_decoder import DecoderOutput, MaskDecoder, resize_logits, select_masks
-from model.sam.prompt_encoder import PromptEncoder
+from model.sam.prompt_encoder import NOT_A_POINT, PromptEncoder
 from model.sam.transformer import TwoWayTransformer
 from model.tracker_types import ObjectPrompt, TrackerFeatures, TrackStepOutput
 
@@ -364,7 +364,11 @@ class Tracker(nn.Module):
         dense: torch.Tensor,
         prompts: list[ObjectPrompt | None],
     ) -> DecoderOutput:
-        """Run the mask decoder on every object, grouping objects by their number of points."""
+        """Run the mask decoder on every object, grouping objects by their number of points.
+
+        Objects without clicks or box get one "not a point" (official: an empty point with
+        label -1), so with the padding token they decode with two not-a-point tokens.
+        """
         device = conditioned.device
         image_pe = self.sam_prompt_encoder.dense_pe().to(conditioned.dtype)
         groups: dict[int, list[int]] = {}
@@ -372,8 +376,8 @@ class Tracker(nn.Module):
             groups.setdefault(0 if prompt is None else prompt.num_points, []).append(i)
         parts: list[tuple[torch.Tensor, DecoderOutput]] = []
         for num_points, members in groups.items():
-            coords = torch.zeros(len(members), num_points, 2, device=device)
-            labels = torch.zeros(len(members), num_points, dtype=torch.long, device=device)
+            coords = torch.zeros(len(members), max(num_points, 1), 2, device=device)
+            labels = torch.full_like(coords[..., 0], NOT_A_POINT, dtype=torch.long)
             for j, i in enumerate(members):
                 prompt = prompts[i]
                 if prompt is not None and num_points:
