@@ -194,6 +194,7 @@ class VideoConfig:
     use_memory_selection: bool = True  # official SAM2Long-style filter; False = plain t-1 .. t-6 (HF)
     memory_selection_threshold: float = 0.01  # keep frames with eff_iou_score > this
     clear_memory_around_condition: bool = True  # a new conditioning frame drops older recent memories
+    memory_bf16: bool = True  # store memories in bfloat16 (official; half the memory per object)
     # time: objects unseen for longer than this end with reason `lost` (also across `mark_gap`)
     gap_tolerance_s: float = 5.0
     nominal_fps: float = 30.0  # stream clock advance per frame when pts carry no time

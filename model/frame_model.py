@@ -37,6 +37,9 @@ class TrackOutput(NamedTuple):
     object_score_logits: torch.Tensor  # (B,) > 0: the object is visible
     iou_scores: torch.Tensor  # (B,) predicted IoU of the chosen mask
     pointers: torch.Tensor  # (B, C) object pointers for the memory bank
+    # (B, H, W) logits to encode memories from when they differ from `mask_logits` (prompted
+    # objects: the image-size mask, as the official tracker encodes it); None = mask_logits
+    memory_logits: torch.Tensor | None = None
 
 
 class FrameModel(Protocol):
@@ -86,7 +89,7 @@ class FrameModel(Protocol):
         object_score_logits: torch.Tensor,
         from_prompt: torch.Tensor,
     ) -> torch.Tensor:
-        """(B, m, m) mask logits -> (B, C_mem, h, w) memories (one batched call).
+        """(B, H, W) mask logits (any size) -> (B, C_mem, h, w) memories (one batched call).
 
         `object_score_logits` (B,) <= 0 marks an absent object (no-object embedding added);
         `from_prompt` (B,) bool marks masks from clicks (binarised first, `is_mask_from_pts`).

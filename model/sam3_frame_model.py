@@ -160,7 +160,9 @@ class Sam3FrameModel:
         return _output(self.model.tracker.track_step(_frame(features).tracker, memory))
 
     def prompt(self, features: object, prompts: Sequence[ObjectPrompt]) -> TrackOutput:
-        return _output(self.model.tracker.track_step(_frame(features).tracker, None, prompts))
+        step = self.model.tracker.track_step(_frame(features).tracker, None, prompts, high_res=True)
+        assert step.high_res_masks is not None
+        return _output(step)._replace(memory_logits=step.high_res_masks[:, 0])
 
     def encode_memory(
         self,

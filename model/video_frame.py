@@ -197,16 +197,16 @@ def run_frame(
                 else torch.where(det_bin[d], 10.0, -10.0)
             )
         mem_logits = suppress_shrunk(mem_logits, groups, cfg.shrink_suppress_thresh)
-        present = torch.where(mem_logits.flatten(1).any(1), 10.0, -10.0)
-        logits = torch.cat([mem_logits[alive], user.mask_logits, spawn.mask_logits])
-        scores = torch.cat([present[alive], user.object_score_logits, spawn.object_score_logits])
-        from_prompt = torch.tensor(
-            [False] * len(alive) + [True] * len(prompted_ids) + [False] * len(spawned)
-        )
-        memories = (
-            model.encode_memory(features, logits, scores, from_prompt.to(logits.device))
-            if len(logits)
-            else logits
+        present = torch.where((mem_logits > 0).flatten(1).any(1), 10.0, -10.0)
+        memories = _encode(
+            model,
+            features,
+            [
+                (mem_logits[alive], present[alive], False),
+                _for_memory(user, True),
+                _for_memory(spawn, False),
+            ],
+            cfg.memory_bf16,
         )
         quality = eff_iou_score(prop.object_score_logits, prop.iou_scores).tolist()
         pointers = _cat([prop.pointers[alive], user.pointers, spawn.pointers])
@@ -411,6 +411,37 @@ def _publish(
             started.append(event)
     order = sorted(range(len(objects)), key=lambda r: objects[r].object_id)
     return tuple(objects[r] for r in order), tuple(sorted(started, key=lambda e: e.object_id))
+
+
+MemoryGroup = tuple[torch.Tensor, torch.Tensor, bool]  # logits (B, H, W), scores (B,), from clicks
+
+
+def _for_memory(out: TrackOutput, from_clicks: bool) -> MemoryGroup:
+    logits = out.mask_logits if out.memory_logits is None else out.memory_logits
+    return logits, out.object_score_logits, from_clicks
+
+
+def _encode(
+    model: FrameModel, features: object, groups: Sequence[MemoryGroup], bf16: bool
+) -> list[torch.Tensor]:
+    """Memories of every group's objects, in order: one encoder call per distinct mask size
+    (usually one; two on frames where objects are prompted)."""
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for g, (logits, _, _) in enumerate(groups):
+        if logits.shape[0]:
+            by_size.setdefault(tuple(logits.shape[1:]), []).append(g)
+    encoded: dict[int, torch.Tensor] = {}
+    for members in by_size.values():
+        logits = torch.cat([groups[g][0] for g in members])
+        scores = torch.cat([groups[g][1] for g in members])
+        clicks = torch.cat([torch.full((groups[g][0].shape[0],), groups[g][2]) for g in members])
+        out = model.encode_memory(features, logits, scores, clicks.to(logits.device))
+        out = out.to(torch.bfloat16) if bf16 else out  # the official tracker stores bf16
+        start = 0
+        for g in members:
+            encoded[g] = out[start : start + groups[g][0].shape[0]]
+            start += groups[g][0].shape[0]
+    return [row for g in sorted(encoded) for row in encoded[g]]
 
 
 def _cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
