@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from protocols.events import FrameResult, Hello, ObjectEnded
 from protocols.subscribe import SubscriptionError, events_subject, stream_id_from_path, subscribe
 from tests.protocols.golden_events import EXPECTED, _mask
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret"
 STREAM = [EXPECTED[n] for n in ("hello", "stream_started", "frame_result", "object_ended")]
 
@@ -263,3 +265,27 @@ async def test_nats_jetstream_start_sequence_and_durable_resume(nats_url: str) -
         resumed = await asyncio.wait_for(_collect(events, 4), timeout=20)
         assert resumed == sent[1:5]  # at-least-once: the unfinished event comes again
         assert events.last_sequence == sequences[4]
+
+
+async def test_example_script_prints_objects(ws_server: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "examples" / "subscribe.py"),
+        f"{ws_server}/v1/streams/cam1/events",
+        "--token",
+        TOKEN,
+        "--masks",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == "connected: engine 0.1.0, protocol 1"
+    assert (
+        "[cam1 #42] object 7 concept 1 score 0.88 confirmed box (0,0)-(7,6) area 10 mask (6, 8)"
+        in lines
+    )
+    assert "[cam1 #42] object 9 concept None score 0.50 tentative" in lines[2]
+    assert lines[-1] == "[cam1 #95] - object 7 (lost)"
