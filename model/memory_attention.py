@@ -19,12 +19,64 @@ meta-device build, and never rounded by a `.to(bfloat16)`).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.layers import attention, merge_heads, split_heads
+from model.memory_bank import MemoryBatch
+from model.position import sine_position_grid
 from model.rope import apply_rotary, axial_rope_freqs
+
+
+class MemoryTokens(NamedTuple):
+    """B objects' memories as attention keys: tokens and pos (B, L, mem_dim), spatial grids first
+    and `num_obj_ptr_tokens` pointer tokens last; padding (B, L) bool (True = padding) or None."""
+
+    tokens: torch.Tensor
+    pos: torch.Tensor
+    padding: torch.Tensor | None
+    num_obj_ptr_tokens: int
+
+
+def memory_tokens(
+    memory: MemoryBatch,
+    *,
+    tpos_enc: torch.Tensor,
+    pointer_pos: torch.Tensor,
+    dtype: torch.dtype,
+) -> MemoryTokens:
+    """Flatten padded memories (official `_prepare_memory_conditioned_features` concatenation).
+
+    Spatial memory j of object b: its h*w tokens, position = sine grid + tpos_enc[slot], where
+    tpos_enc (num_maskmem, mem_dim) and slot = offset - 1 (offset 0, a conditioning memory,
+    takes the last row). Pointers (C,) are split into C / mem_dim tokens that share their
+    temporal position pointer_pos (B, P, mem_dim).
+    """
+    b, s, cm, h, w = memory.features.shape
+    num_slots = tpos_enc.shape[0]
+    spatial = memory.features.to(dtype).permute(0, 1, 3, 4, 2).reshape(b, s * h * w, cm)
+    grid_pos = sine_position_grid(h, w, cm, device=spatial.device).to(dtype)  # Cm x h x w
+    grid_pos = grid_pos.flatten(1).transpose(0, 1)  # hw x Cm
+    tpos = tpos_enc[(memory.offsets - 1) % num_slots].to(dtype)  # B x S x Cm
+    spatial_pos = (grid_pos[None, None] + tpos[:, :, None]).reshape(b, s * h * w, cm)
+    spatial_pad = (~memory.valid).repeat_interleave(h * w, dim=1)  # B x S*hw
+
+    p, channels = memory.pointers.shape[1:]
+    k = channels // cm
+    ptrs = memory.pointers.to(dtype).reshape(b, p * k, cm)  # B x P*k x Cm, k chunks per pointer
+    ptr_pos = pointer_pos.to(dtype).repeat_interleave(k, dim=1)  # B x P*k x Cm
+    ptr_pad = (~memory.pointer_valid).repeat_interleave(k, dim=1)  # B x P*k
+
+    padding = torch.cat([spatial_pad, ptr_pad], dim=1)
+    return MemoryTokens(
+        tokens=torch.cat([spatial, ptrs], dim=1),
+        pos=torch.cat([spatial_pos, ptr_pos], dim=1),
+        padding=padding if bool(padding.any()) else None,
+        num_obj_ptr_tokens=p * k,
+    )
 
 
 class RoPEAttention(nn.Module):
@@ -157,27 +209,15 @@ class MemoryAttention(nn.Module):
         self.input_pos_scale = input_pos_scale
 
     def forward(
-        self,
-        features: torch.Tensor,
-        features_pos: torch.Tensor,
-        memory: torch.Tensor,
-        memory_pos: torch.Tensor,
-        *,
-        num_obj_ptr_tokens: int,
-        memory_padding: torch.Tensor | None = None,
+        self, features: torch.Tensor, features_pos: torch.Tensor, memory: MemoryTokens
     ) -> torch.Tensor:
-        """Condition B objects' features on their memories.
-
-        features (B, C, h, w) and features_pos (1 | B, C, h, w); memory and memory_pos
-        (B, Lm, mem_dim) with the spatial memories first (whole h x w grids) and the last
-        `num_obj_ptr_tokens` tokens object pointers; memory_padding (B, Lm) bool, True = padding.
-        Returns (B, C, h, w).
-        """
+        """Condition B objects' features (B, C, h, w) on their memories; features_pos
+        (1 | B, C, h, w) is the features' sine position. Returns (B, C, h, w)."""
         batch, channels, h, w = features.shape
-        if memory.shape[:2] != memory_pos.shape[:2] or memory.shape[0] != batch:
+        if memory.tokens.shape[0] != batch or memory.pos.shape != memory.tokens.shape:
             raise ValueError(
-                f"memory {tuple(memory.shape)} / position {tuple(memory_pos.shape)} do not "
-                f"match {batch} objects"
+                f"memory {tuple(memory.tokens.shape)} / position {tuple(memory.pos.shape)} "
+                f"do not match {batch} objects"
             )
         x = features + self.input_pos_scale * features_pos
         x = x.flatten(2).transpose(1, 2)  # B x HW x C
@@ -185,11 +225,11 @@ class MemoryAttention(nn.Module):
         for layer in self.layers:
             x = layer(
                 x,
-                memory,
-                memory_pos,
+                memory.tokens,
+                memory.pos,
                 freqs_cis=freqs_cis,
-                num_obj_ptr_tokens=num_obj_ptr_tokens,
-                memory_padding=memory_padding,
+                num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
+                memory_padding=memory.padding,
             )
         x = self.norm(x)
         return x.transpose(1, 2).reshape(batch, channels, h, w)  # B x C x h x w

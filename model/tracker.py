@@ -26,7 +26,7 @@ from torch import nn
 
 from model.config import TrackerConfig
 from model.layers import MLP
-from model.memory_attention import MemoryAttention
+from model.memory_attention import MemoryAttention, memory_tokens
 from model.memory_bank import MemoryBatch
 from model.memory_encoder import MemoryEncoder
 from model.position import sine_position_grid
@@ -302,50 +302,16 @@ class Tracker(nn.Module):
         if rows.numel() < has_memory.numel():
             memory = MemoryBatch(*(t[rows] for t in memory))
             pix = pix[rows] if pix.shape[0] > 1 else pix
-        tokens, pos, padding, num_ptr_tokens = self._memory_tokens(memory, dtype=pix.dtype)
-        attended = self.memory_attention(
-            pix.expand(rows.numel(), -1, -1, -1),
-            feats.pix_pos,
-            tokens,
-            pos,
-            num_obj_ptr_tokens=num_ptr_tokens,
-            memory_padding=padding,
-        )
-        return conditioned.index_copy(0, rows, attended.to(conditioned.dtype))
-
-    def _memory_tokens(
-        self, memory: MemoryBatch, *, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
-        """Flatten B objects' memories into attention keys: spatial grids first, then pointers.
-
-        Returns tokens and positions (B, S*h*w + P*k, mem_dim), the padding mask (B, L) or None
-        when nothing is padded, and the number of pointer tokens (P*k, k = d_model / mem_dim).
-        """
         c = self.config
-        b, s, cm, h, w = memory.features.shape
-        device = memory.features.device
-        # spatial memories: S grids of h*w tokens; position = sine grid + temporal slot
-        spatial = memory.features.to(dtype).permute(0, 1, 3, 4, 2).reshape(b, s * h * w, cm)
-        grid_pos = sine_position_grid(h, w, cm, device=device).to(dtype)  # Cm x h x w
-        grid_pos = grid_pos.flatten(1).transpose(0, 1)  # hw x Cm
-        slot = (memory.offsets - 1) % c.num_maskmem  # B x S; offset 0 (conditioning) -> last row
-        tpos = self.maskmem_tpos_enc.reshape(c.num_maskmem, cm)[slot]  # B x S x Cm
-        spatial_pos = (grid_pos[None, None] + tpos[:, :, None]).reshape(b, s * h * w, cm)
-        spatial_pad = (~memory.valid).repeat_interleave(h * w, dim=1)  # B x S*hw
-
-        # object pointers: each (C,) pointer is split into k tokens of mem_dim channels
-        p = memory.pointers.shape[1]
-        k = c.d_model // cm
-        ptrs = memory.pointers.to(dtype).reshape(b, p * k, cm)  # B x P*k x Cm
-        t = memory.pointer_distances / max(c.max_obj_ptrs_in_encoder - 1, 1)
-        ptr_pos = self.obj_ptr_tpos_proj(sine_1d(t, c.d_model).to(dtype))  # B x P x Cm
-        ptr_pos = ptr_pos.repeat_interleave(k, dim=1)  # B x P*k x Cm
-        ptr_pad = (~memory.pointer_valid).repeat_interleave(k, dim=1)  # B x P*k
-
-        tokens = torch.cat([spatial, ptrs], dim=1)
-        pos = torch.cat([spatial_pos, ptr_pos], dim=1)
-        padding = torch.cat([spatial_pad, ptr_pad], dim=1)
-        return tokens, pos, (padding if bool(padding.any()) else None), p * k
+        distances = memory.pointer_distances / max(c.max_obj_ptrs_in_encoder - 1, 1)
+        keys = memory_tokens(
+            memory,
+            tpos_enc=self.maskmem_tpos_enc.reshape(c.num_maskmem, c.mem_dim),
+            pointer_pos=self.obj_ptr_tpos_proj(sine_1d(distances, c.d_model).to(pix.dtype)),
+            dtype=pix.dtype,
+        )
+        attended = self.memory_attention(pix.expand(rows.numel(), -1, -1, -1), feats.pix_pos, keys)
+        return conditioned.index_copy(0, rows, attended.to(conditioned.dtype))
 
     def _mask_prompts(self, prompts: list[ObjectPrompt | None]) -> dict[int, torch.Tensor]:
         """Mask prompts resized to the memory-encoder size 16g: object index -> (1, 1, 16g, 16g)."""
