@@ -245,10 +245,12 @@ def _struct(cls: type) -> _Conv:
     fields = []  # (attribute, wire key, converter, default)
     for f in dataclasses.fields(cls):
         key = f.metadata.get("wire", f.name)
-        assert key not in _RESERVED, f"{cls.__name__}.{f.name}: wire key {key!r} is reserved"
+        if key in _RESERVED:
+            raise TypeError(f"{cls.__name__}.{f.name}: wire key {key!r} is reserved")
         fields.append((f.name, key, _converter(hints[f.name]), f.default))
     keys = [key for _, key, _, _ in fields]
-    assert len(set(keys)) == len(keys), f"{cls.__name__}: duplicate wire keys {keys}"
+    if len(set(keys)) != len(keys):
+        raise TypeError(f"{cls.__name__}: duplicate wire keys {keys}")
     plan = [(name, key, conv.to_wire) for name, key, conv, _ in fields]
     decode_plan = [(name, key, conv.from_wire, default) for name, key, conv, default in fields]
     label = cls.__name__
@@ -310,9 +312,12 @@ def _converter(hint: Any) -> _Conv:
         return _enum(hint)
     if dataclasses.is_dataclass(hint):
         return _struct(hint)  # type: ignore[arg-type]
-    raise TypeError(f"no wire converter for {hint!r}")  # a schema bug, caught at import
+    raise TypeError(
+        f"no wire converter for {hint!r}"
+    )  # schema bugs fail at import, not on the wire
 
 
 _BY_CLASS: dict[type, _Conv] = {cls: _struct(cls) for cls in KNOWN_EVENTS}
 _BY_TAG: dict[str, type] = {cls.TAG: cls for cls in KNOWN_EVENTS}  # type: ignore[attr-defined]
-assert len(_BY_TAG) == len(KNOWN_EVENTS), "two events share a type tag"
+if len(_BY_TAG) != len(KNOWN_EVENTS):
+    raise TypeError("two events share a type tag")
