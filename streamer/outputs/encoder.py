@@ -1,0 +1,235 @@
+"""`EncodingOutput`: frames in on the loop, H.264 out of a PyAV container in a thread.
+
+Subclasses only say which container to open (`_open_container`). The loop side is `send` and
+`aclose`; everything PyAV does (open, encode, mux, flush, close) runs in the output's thread, which
+starts with the first frame because the stream's size comes from it.
+
+Timestamps: the output time base is the first frame's; every frame's pts is rescaled to it exactly
+(a `Fraction`), so the file carries the source's timing. If pts go backwards (the source reconnected
+and its clock restarted) the rest are shifted to continue one frame after the last, and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from fractions import Fraction
+
+import av
+import av.container
+import av.error
+
+from streamer.outputs.base import EncoderConfig, OutputError, OutputStats, OverflowPolicy
+from streamer.types import Frame
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()  # the sentinel that tells the thread to flush and finish
+
+
+class _InputQueue:
+    """Loop -> thread, bounded; `BLOCK` makes `put` wait, `DROP_OLDEST` drops and counts."""
+
+    def __init__(self, capacity: int, policy: OverflowPolicy) -> None:
+        if capacity < 1:
+            raise ValueError(f"queue capacity must be >= 1, got {capacity}")
+        self.capacity, self.policy, self.dropped = capacity, policy, 0
+        self._items: deque[object] = deque()
+        self._ready = threading.Condition()
+        self._space: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aborted = False  # the thread is gone: puts are discarded
+
+    async def put(self, item: object, *, force: bool = False) -> None:
+        while True:
+            with self._ready:
+                if self._aborted:
+                    return
+                full = len(self._items) >= self.capacity
+                if not full or force or self.policy is OverflowPolicy.DROP_OLDEST:
+                    if full and not force:
+                        self._items.popleft()
+                        self.dropped += 1
+                    self._items.append(item)
+                    self._ready.notify()
+                    return
+                self._loop = asyncio.get_running_loop()
+                space = self._space = self._loop.create_future()
+            await space
+
+    def get(self) -> object:
+        """Thread side: wait for the next item."""
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            item = self._items.popleft()
+            self._wake_sender_locked()
+        return item
+
+    def abort(self) -> None:
+        """Thread side, on exit: discard what is queued and release a sender waiting for room."""
+        with self._ready:
+            self._aborted = True
+            self._items.clear()
+            self._wake_sender_locked()
+
+    def _wake_sender_locked(self) -> None:
+        space, self._space = self._space, None
+        if space is not None and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(_resolve, space)
+            except RuntimeError:  # the loop is gone
+                pass
+
+
+class EncodingOutput:
+    def __init__(
+        self,
+        *,
+        name: str,
+        encoder: EncoderConfig,
+        policy: OverflowPolicy,
+        queue_size: int,
+        close_timeout_s: float = 10.0,
+    ) -> None:
+        self.name = name  # credential-free, for messages
+        self.encoder = encoder
+        self.close_timeout_s = close_timeout_s
+        self._queue = _InputQueue(queue_size, policy)
+        self._thread: threading.Thread | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._error: OutputError | None = None
+        self._closed = False
+        self._written = 0
+        self._rebased = 0
+
+    # -- the VideoOutput contract ---------------------------------------------------------------
+
+    async def send(self, frame: Frame) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise OutputError(f"{self.name}: send() after aclose()")
+        if self._thread is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            self._thread = threading.Thread(
+                target=self._run, args=(loop, self._done), name=f"output-{self.name}", daemon=True
+            )
+            self._thread.start()
+        await self._queue.put(frame)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            if self._error is not None:
+                raise self._error
+            return
+        self._closed = True
+        if self._thread is None or self._done is None:
+            return  # nothing was ever sent: no file is written
+        await self._queue.put(_CLOSE, force=True)
+        done, _ = await asyncio.wait({self._done}, timeout=self.close_timeout_s)
+        if not done:
+            self._error = OutputError(
+                f"{self.name}: the encoder did not finish within {self.close_timeout_s:g} s"
+            )
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def stats(self) -> OutputStats:
+        return OutputStats(self._written, self._queue.dropped, self._rebased)
+
+    # -- for subclasses -------------------------------------------------------------------------
+
+    def _open_container(self) -> av.container.OutputContainer:
+        raise NotImplementedError
+
+    # -- the encoder thread ---------------------------------------------------------------------
+
+    def _run(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+        try:
+            self._encode_all()
+        except OutputError as e:
+            e.__cause__ = e.__context__ = None  # FFmpeg's exception text carries the raw URL
+            self._error = e
+        except av.error.FFmpegError as e:
+            self._error = OutputError(f"{self.name}: {e.strerror or type(e).__name__}")
+        except Exception as e:  # a bug: keep the type in the message, log the traceback
+            log.exception("%s: encoder thread crashed", self.name)
+            self._error = OutputError(f"{self.name}: encoder crashed ({type(e).__name__})")
+        finally:
+            self._queue.abort()
+            if self._error is not None:
+                log.warning("%s", self._error)
+            try:
+                loop.call_soon_threadsafe(_resolve, done)
+            except RuntimeError:
+                pass
+
+    def _encode_all(self) -> None:
+        item = self._queue.get()
+        if item is _CLOSE:
+            return
+        assert isinstance(item, Frame)
+        time_base = item.time_base if item.pts is not None else Fraction(1, 90_000)
+        container = self._open_container()
+        try:
+            stream = self._add_stream(container, item, time_base)
+            clock = _PtsClock(time_base, self.encoder.fps, item.captured_ns)
+            while item is not _CLOSE:
+                assert isinstance(item, Frame)
+                video = av.VideoFrame.from_ndarray(item.rgb, format="rgb24")
+                video.pts, rebased = clock.pts(item)
+                video.time_base = time_base
+                self._rebased += rebased
+                container.mux(stream.encode(video))  # PyAV converts to yuv420p at the stream size
+                self._written += 1
+                item = self._queue.get()
+            container.mux(stream.encode(None))  # flush delayed frames
+        finally:
+            container.close()  # writes the trailer (mp4 moov) even after an error
+
+    def _add_stream(
+        self, container: av.container.OutputContainer, first: Frame, time_base: Fraction
+    ) -> av.VideoStream:
+        cfg = self.encoder
+        stream = container.add_stream(cfg.codec, rate=Fraction(cfg.fps).limit_denominator(1001))
+        stream.width, stream.height = first.width & ~1, first.height & ~1  # 4:2:0 needs even sizes
+        stream.pix_fmt = cfg.pix_fmt
+        stream.codec_context.time_base = time_base
+        stream.codec_context.options = cfg.codec_options()
+        return stream
+
+
+class _PtsClock:
+    """Frame -> output pts in `time_base`, kept strictly increasing."""
+
+    def __init__(self, time_base: Fraction, fps: float, first_captured_ns: int) -> None:
+        self.time_base = time_base
+        self.step = max(1, round(1 / (Fraction(fps).limit_denominator(1001) * time_base)))
+        self.first_captured_ns = first_captured_ns
+        self.offset = 0
+        self.last: int | None = None
+
+    def pts(self, frame: Frame) -> tuple[int, bool]:
+        if frame.pts is None:  # no source clock: use the wall clock of capture
+            seconds = Fraction(frame.captured_ns - self.first_captured_ns, 1_000_000_000)
+            raw = round(seconds / self.time_base)
+        else:
+            raw = round(frame.pts * frame.time_base / self.time_base)
+        pts = raw + self.offset
+        rebased = self.last is not None and pts <= self.last
+        if rebased:
+            assert self.last is not None
+            self.offset += self.last + self.step - pts
+            pts = self.last + self.step
+        self.last = pts
+        return pts, rebased
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
