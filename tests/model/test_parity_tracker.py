@@ -45,16 +45,23 @@ def hf_config(c: TrackerConfig) -> Sam3TrackerVideoConfig:
     )  # fmt: skip
     return Sam3TrackerVideoConfig(
         vision_config=dict(
-            model_type="sam3_vision_model", backbone_config=vit, fpn_hidden_size=c.d_model,
+            model_type="sam3_vision_model",
+            backbone_config=vit,
+            fpn_hidden_size=c.d_model,
             backbone_feature_sizes=[[4 * g] * 2, [2 * g] * 2, [g] * 2],
         ),  # fmt: skip
         prompt_encoder_config=dict(
-            hidden_size=c.d_model, image_size=c.image_size, patch_size=c.backbone_stride,
+            hidden_size=c.d_model,
+            image_size=c.image_size,
+            patch_size=c.backbone_stride,
             mask_input_channels=c.mask_in_chans,
         ),  # fmt: skip
         mask_decoder_config=dict(
-            hidden_size=c.d_model, mlp_dim=c.decoder_mlp_dim, num_attention_heads=c.decoder_heads,
-            num_hidden_layers=c.decoder_depth, iou_head_hidden_dim=c.iou_head_hidden_dim,
+            hidden_size=c.d_model,
+            mlp_dim=c.decoder_mlp_dim,
+            num_attention_heads=c.decoder_heads,
+            num_hidden_layers=c.decoder_depth,
+            iou_head_hidden_dim=c.iou_head_hidden_dim,
         ),  # fmt: skip
         image_size=c.image_size,
         num_maskmem=c.num_maskmem,
@@ -118,7 +125,9 @@ _RULES = [
 ]  # fmt: skip
 
 
-def hf_to_official(hf_state: dict[str, torch.Tensor], num_down_layers: int) -> dict[str, torch.Tensor]:
+def hf_to_official(
+    hf_state: dict[str, torch.Tensor], num_down_layers: int
+) -> dict[str, torch.Tensor]:
     """HF `Sam3TrackerVideoModel` tensors -> official `tracker.*` names (without the prefix)."""
     out: dict[str, torch.Tensor] = {}
     for name, tensor in hf_state.items():
@@ -128,10 +137,15 @@ def hf_to_official(hf_state: dict[str, torch.Tensor], num_down_layers: int) -> d
             for i in range(tensor.shape[0]):
                 out[f"sam_prompt_encoder.point_embeddings.{i}.weight"] = tensor[i : i + 1]
             continue
-        down = re.match(r"^memory_encoder\.mask_downsampler\.(layers\.(\d+)\.(conv|layer_norm)|final_conv)\.(\w+)$", name)
+        down = re.match(
+            r"^memory_encoder\.mask_downsampler\.(layers\.(\d+)\.(conv|layer_norm)|final_conv)\.(\w+)$",
+            name,
+        )
         if down:
             layer, kind, param = down.group(2), down.group(3), down.group(4)
-            index = 3 * num_down_layers if layer is None else 3 * int(layer) + (kind == "layer_norm")
+            index = (
+                3 * num_down_layers if layer is None else 3 * int(layer) + (kind == "layer_norm")
+            )
             out[f"maskmem_backbone.mask_downsampler.encoder.{index}.{param}"] = tensor
             continue
         for pattern, repl in _RULES:
@@ -169,6 +183,7 @@ def frame_maps(
 
 def hf_cache_entry(features: TrackerFeatures) -> dict[str, list[torch.Tensor]]:
     """HF caches flattened (HW, B, C) maps with conv_s0 / conv_s1 already applied."""
+
     def flat(x: torch.Tensor) -> torch.Tensor:
         return x.flatten(2).permute(2, 0, 1)
 
@@ -256,7 +271,10 @@ def test_tracker_matches_hf_streaming_points_and_boxes(dtype: torch.dtype, tol: 
             )
         session.obj_with_new_inputs = list(new)
         session.cache.cache_vision_features(t, hf_cache_entry(features))
-        hf_out = hf(inference_session=session, frame=torch.zeros(3, CONFIG.image_size, CONFIG.image_size, dtype=dtype))
+        hf_out = hf(
+            inference_session=session,
+            frame=torch.zeros(3, CONFIG.image_size, CONFIG.image_size, dtype=dtype),
+        )
 
         # --- ours: one batched tracker call for all objects, then one memory-encoder call
         for obj_id in new:
@@ -287,7 +305,11 @@ def test_tracker_matches_hf_streaming_points_and_boxes(dtype: torch.dtype, tol: 
 
         hf_masks = hf_out.pred_masks.reshape(len(ids), *out.low_res_masks.shape[-2:])
         hf_scores = hf_out.object_score_logits.reshape(len(ids))
-        torch.testing.assert_close(out.low_res_masks[:, 0], hf_masks.float(), atol=tol, rtol=0, msg=f"masks, frame {t}")
-        torch.testing.assert_close(out.object_score_logits[:, 0], hf_scores, atol=tol, rtol=0, msg=f"scores, frame {t}")
+        torch.testing.assert_close(
+            out.low_res_masks[:, 0], hf_masks.float(), atol=tol, rtol=0, msg=f"masks, frame {t}"
+        )
+        torch.testing.assert_close(
+            out.object_score_logits[:, 0], hf_scores, atol=tol, rtol=0, msg=f"scores, frame {t}"
+        )
     # the weights must exercise both sides of the occlusion rule for the test to mean something
     assert seen_present and seen_absent
