@@ -1,0 +1,121 @@
+"""FileSource on PyAV-encoded mp4 / mkv / webm: order, pts, pacing, looping, policies, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from streamer.sources import FileConfig, FileSource, HandoffPolicy, SourceError, open_source
+from streamer.types import Frame, SourceState
+from tests.streamer.conftest import Clips, level_of
+
+
+async def read_all(source: FileSource, limit: int | None = None) -> list[Frame]:
+    frames: list[Frame] = []
+    async for frame in source:
+        frames.append(frame)
+        if limit is not None and len(frames) == limit:
+            break
+    await source.aclose()
+    return frames
+
+
+def level(frame: Frame) -> int:
+    return int(frame.rgb[frame.height // 2, frame.width // 2, 1])
+
+
+@pytest.mark.parametrize("kind", ["mp4", "mkv", "webm"])
+async def test_every_frame_in_order_with_its_pts(clips: Clips, kind: str) -> None:
+    source = FileSource(getattr(clips, kind), stream_id="f")
+    states: list[str] = []
+    source.on_status = states.append
+    frames = await read_all(source)
+
+    assert len(frames) == clips.frames
+    assert [f.seq for f in frames] == list(range(clips.frames))
+    assert all(abs(level(f) - level_of(i)) <= 3 for i, f in enumerate(frames))
+    seconds = [float(f.pts * f.time_base) for f in frames if f.pts is not None]
+    assert seconds == pytest.approx([i / clips.fps for i in range(clips.frames)], abs=2e-3)
+    assert source.info is not None and not source.info.live
+    assert (source.info.width, source.info.height) == clips.size
+    assert states == [SourceState.LIVE, SourceState.ENDED]
+    assert source.stats.frames_decoded == clips.frames and source.stats.frames_dropped == 0
+
+
+async def test_realtime_is_paced_by_pts_and_fast_is_not(clips: Clips) -> None:
+    started = time.monotonic()
+    await read_all(FileSource(clips.mp4))
+    fast = time.monotonic() - started
+
+    started = time.monotonic()
+    paced = await read_all(FileSource(clips.mp4, config=FileConfig(realtime=True)))
+    elapsed = time.monotonic() - started
+    span = (clips.frames - 1) / clips.fps  # first to last frame
+    assert len(paced) == clips.frames
+    assert span - 0.05 <= elapsed <= span + 0.6
+    assert fast < span / 2
+
+    started = time.monotonic()
+    await read_all(FileSource(clips.mp4, config=FileConfig(realtime=True, speed=4.0)))
+    assert time.monotonic() - started < span / 2
+
+
+async def test_loop_keeps_pts_increasing(clips: Clips) -> None:
+    n = clips.frames * 2 + 5
+    frames = await read_all(FileSource(clips.mkv, config=FileConfig(loop=True)), limit=n)
+    assert len(frames) == n
+    seconds = [float(f.pts * f.time_base) for f in frames if f.pts is not None]
+    assert seconds == pytest.approx([i / clips.fps for i in range(n)], abs=2e-3)
+    assert [abs(level(f) - level_of(i % clips.frames)) <= 3 for i, f in enumerate(frames)] == [True] * n
+
+
+async def test_block_policy_loses_nothing_for_a_slow_consumer(clips: Clips) -> None:
+    source = FileSource(clips.mp4, config=FileConfig(queue_size=1))
+    frames: list[Frame] = []
+    async for frame in source:
+        frames.append(frame)
+        await asyncio.sleep(0.005)  # a slow consumer: the decoder must wait, not drop
+    assert [f.seq for f in frames] == list(range(clips.frames))
+
+
+async def test_latest_policy_drops_and_counts_for_a_slow_consumer(clips: Clips) -> None:
+    source = FileSource(clips.mp4, config=FileConfig(policy=HandoffPolicy.LATEST, queue_size=1))
+    frames: list[Frame] = []
+    async for frame in source:
+        frames.append(frame)
+        await asyncio.sleep(0.02)
+    stats = source.stats
+    assert stats.frames_dropped > 0
+    assert len(frames) + stats.frames_dropped == stats.frames_decoded == clips.frames
+    assert frames[-1].seq == clips.frames - 1  # the newest frame always gets through
+
+
+async def test_aclose_mid_file_stops_a_blocked_decoder(clips: Clips) -> None:
+    source = FileSource(clips.mp4, config=FileConfig(loop=True, queue_size=1))
+    await read_all(source, limit=3)
+    thread = source._thread
+    assert thread is not None
+    thread.join(1.0)
+    assert not thread.is_alive()
+    await source.aclose()  # idempotent
+    assert [f async for f in source] == []
+
+
+async def test_missing_and_broken_files_fail_with_a_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="video file not found: .*nope.mp4"):
+        open_source(str(tmp_path / "nope.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    source = open_source(str(junk))
+    with pytest.raises(SourceError, match="cannot open video file .*junk.mp4"):
+        await read_all(source)  # type: ignore[arg-type]
+
+
+async def test_size_option_scales_frames(clips: Clips) -> None:
+    source = open_source(str(clips.webm), size=(80, 64))
+    frames = await read_all(source, limit=2)  # type: ignore[arg-type]
+    assert frames[0].rgb.shape == (64, 80, 3)
+    assert source.info is not None and (source.info.width, source.info.height) == (80, 64)
