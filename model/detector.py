@@ -108,6 +108,7 @@ class Detector(nn.Module):
             raise ValueError(f"detector d_model {det.d_model} != neck d_model {config.neck.d_model}")
         factory = {"device": device, "dtype": dtype}
         eps = det.layer_norm_eps
+        self.config = config
         self.backbone = Sam3Backbone(config.vit, config.neck, config.text, **factory)
         self.geometry_encoder = GeometryEncoder(
             det.d_model, det.num_heads, det.ffn_dim, det.geometry_layers, roi_size=det.roi_size, eps=eps, **factory
