@@ -82,11 +82,13 @@ def _region(
     # Grow the box by the margin (clipped to the frame), then the mask inside it.
     x0, y0 = max(0, x - margin), max(0, y - margin)
     x1, y1 = min(shape[1], x + w + margin), min(shape[0], y + h + margin)
-    inside = union[y0:y1, x0:x1].view(np.uint8)
+    inside: np.ndarray = union[y0:y1, x0:x1].view(np.uint8)
     if margin > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
         # Pixels outside the frame count as background, so the growth is exact at the borders too.
-        inside = cv2.dilate(inside, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        inside = np.asarray(
+            cv2.dilate(inside, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0), np.uint8
+        )
     return (x0, y0, x1 - x0, y1 - y0), inside.view(np.bool_)
 
 

@@ -197,6 +197,7 @@ class EncodingOutput:
     ) -> av.VideoStream:
         cfg = self.encoder
         stream = container.add_stream(cfg.codec, rate=Fraction(cfg.fps).limit_denominator(1001))
+        assert isinstance(stream, av.VideoStream), f"{cfg.codec} is not a video codec"
         stream.width, stream.height = first.width & ~1, first.height & ~1  # 4:2:0 needs even sizes
         stream.pix_fmt = cfg.pix_fmt
         stream.codec_context.time_base = time_base

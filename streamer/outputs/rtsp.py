@@ -51,9 +51,9 @@ class RtspOutput(EncodingOutput):
         self._transport = transport
 
     def _open_container(self) -> av.container.OutputContainer:
-        options = {"rtsp_transport": self._transport}
+        options: dict[str, str] = {"rtsp_transport": self._transport}
         try:
-            return av.open(self._url, "w", format="rtsp", options=options)
+            return av.open(self._url, "w", format="rtsp", options=dict(options))
         except av.error.FFmpegError as e:
             raise OutputError(f"{self.name}: cannot connect ({e.strerror})") from None
 

@@ -21,6 +21,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -71,7 +72,8 @@ class RtspConfig:
 def backoff_delay(attempt: int, config: RtspConfig, rng: random.Random) -> float:
     """Seconds to wait before connect attempt `attempt + 1` (attempt >= 1 failures so far)."""
     base = min(config.backoff_max_s, config.backoff_initial_s * 2 ** (attempt - 1))
-    return max(0.0, base * (1.0 + rng.uniform(-config.backoff_jitter, config.backoff_jitter)))
+    jitter = rng.uniform(-config.backoff_jitter, config.backoff_jitter)
+    return float(max(0.0, base * (1.0 + jitter)))
 
 
 class _Permanent(Exception):
@@ -172,6 +174,7 @@ class RtspSource(ThreadedSource):
         stream = video_stream(container)
         assert stream is not None
         stream.thread_type = "SLICE"  # frame threading would add a frame of latency per thread
+        time_base = stream.time_base or Fraction(1, 90_000)
         reconnected = last_frame_at is not None
         got_frames = False
         last_packet_at = time.monotonic()
@@ -182,7 +185,7 @@ class RtspSource(ThreadedSource):
                 if not got_frames:
                     got_frames = True
                     self._announce(out, frame, stream, reconnected, last_frame_at, now)
-                frame_to_producer(out, frame, self.config.size, stream.time_base)
+                frame_to_producer(out, frame, self.config.size, time_base)
                 last_frame_at = now
         except Stalled as e:
             log.warning("%s: connection lost (stalled: %s)", self.safe_url, e)

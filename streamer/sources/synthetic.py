@@ -93,7 +93,7 @@ class SyntheticScene:
         return out
 
     def render(self, index: int) -> np.ndarray:
-        frame = self.background.copy()
+        frame: np.ndarray = self.background.copy()
         for s, (x0, y0, x1, y1) in zip(self.shapes, self.boxes(index), strict=True):
             patch = frame[y0:y1, x0:x1]  # h x w x 3 view
             if s.round:
@@ -144,4 +144,5 @@ def _disc(w: int, h: int) -> np.ndarray:
     """h x w bool ellipse filling its box."""
     ys = (np.arange(h) + 0.5 - h / 2) / (h / 2)
     xs = (np.arange(w) + 0.5 - w / 2) / (w / 2)
-    return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+    inside: np.ndarray = ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+    return inside

@@ -50,7 +50,9 @@ async def test_source_is_paced_live_and_stops_after_frames() -> None:
     started = time.monotonic()
     frames: list[Frame] = [f async for f in source]
     elapsed = time.monotonic() - started
-    assert [f.pts for f in frames] == list(range(20)) and frames[0].stream_id == "s"
+    pts = [f.pts for f in frames]
+    assert pts == sorted(set(pts)) and pts[-1] == 19 and frames[0].stream_id == "s"
+    assert len(frames) + source.stats.frames_dropped == 20  # live: a busy loop may miss one
     assert 0.3 <= elapsed < 1.5  # 19 intervals of 20 ms
     assert source.info is not None and source.info.live and source.info.fps == 50
     assert float(frames[0].time_base) == pytest.approx(1 / 50)
