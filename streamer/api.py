@@ -288,24 +288,42 @@ def _concept_json(concept_id: int, concept: Concept) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _json_error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    status = kind.status_code
-    return kind(text=json.dumps({"error": message, "status": status}), content_type="application/json")
+class ApiError(Exception):
+    """A request the API refuses: answered as JSON `{"error": message, "status": status}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json_error(kind: type[web.HTTPException], message: str) -> ApiError:
+    return ApiError(kind.status_code, message)
+
+
+def _error_response(status: int, message: str, headers: Any = None) -> web.Response:
+    response = web.json_response({"error": message, "status": status}, status=status)
+    for name in ("Allow", "WWW-Authenticate"):  # keep what a client needs to retry correctly
+        if headers is not None and name in headers:
+            response.headers[name] = headers[name]
+    return response
 
 
 @web.middleware
 async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ApiError as error:
+        return _error_response(error.status, error.message)
     except StreamNotFound as error:
-        raise _json_error(web.HTTPNotFound, str(error)) from None
+        return _error_response(404, str(error))
     except web.HTTPException as error:
-        if error.content_type == "application/json" or error.status < 400:
+        if error.status < 400:
             raise
-        raise _json_error(type(error), error.text or error.reason) from None
+        return _error_response(error.status, error.text or error.reason, error.headers)
     except Exception:
         log.exception("request %s %s failed", request.method, request.path)
-        raise _json_error(web.HTTPInternalServerError, "internal error (see the engine log)") from None
+        return _error_response(500, "internal error (see the engine log)")
 
 
 def _bearer(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:

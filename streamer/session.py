@@ -167,10 +167,10 @@ class Session:
             async for frame in self.source:
                 if not self._started:
                     self._start(self.source.info)
-                self.stats.frame_in()
                 for sink in self.frame_sinks:
                     sink.offer_frame(frame)
-                await self.lane.submit(frame)
+                await self.lane.submit(frame)  # files: waits for room; a stop here loses this frame
+                self.stats.frame_in()
         except SourceError as error:
             self._fail(error, code="source")
         finally:

@@ -13,12 +13,15 @@ square, paced or not, with scripted disconnects (reported through on_gap/on_stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from fractions import Fraction
 
 import numpy as np
+from aiohttp.test_utils import TestClient, TestServer, get_port_socket
 
 from model.types import (
     BoxPrompt,
@@ -31,6 +34,8 @@ from model.types import (
     PointPrompt,
     TrackedObject,
 )
+from streamer.api import ApiConfig, create_app
+from streamer.engine import Engine
 from streamer.sources.base import SourceError
 from streamer.types import Frame, SourceInfo
 
@@ -332,3 +337,26 @@ async def eventually(condition: Callable[[], bool], within_s: float = 10.0) -> N
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"condition not met within {within_s} s")
+
+
+@contextlib.asynccontextmanager
+async def running_api(
+    engine: Engine, config: ApiConfig | None = None, *, send_buffer: int | None = None
+) -> AsyncIterator[tuple[Engine, TestClient]]:
+    """The real control API on a real localhost port, with an aiohttp client pointed at it.
+
+    `send_buffer` shrinks the server sockets' kernel send buffers (accepted sockets inherit it from
+    the listening one), so a client that stops reading pushes back within ~100 KB, not ~4 MB.
+    """
+
+    def listening_socket(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
+        sock = get_port_socket(host, port, family)
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        return sock
+
+    async with engine:
+        app = create_app(engine, config or ApiConfig())
+        server = TestServer(app, host="127.0.0.1", port=0, socket_factory=listening_socket)
+        async with TestClient(server) as client:
+            yield engine, client

@@ -1,0 +1,83 @@
+"""Engine: streams are isolated from each other; shutdown is ordered and bounded in time."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from model.types import Concept
+from protocols import events as ev
+from protocols.codec import decode
+from streamer.engine import Engine, EngineConfig, StreamNotFound, StreamSpec
+from streamer.session import StreamState
+from streamer.sources.base import SourceError
+from tests.fakes import FakeSource, FakeSources, FakeTracker, eventually
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_bad_source_fails_alone_while_another_stream_keeps_running() -> None:
+    good = FakeSource(frames=10_000, paced=True, live=True, fps=60)
+    sources = FakeSources(good=good, bad=FakeSource(frames=50, fail_at=2))
+    async with Engine(FakeTracker, config=EngineConfig(status_interval_s=0.05), source_factory=sources) as engine:
+        events = engine.hub.subscribe(maxsize=10_000)
+        running = await engine.add_stream(StreamSpec("good", concepts=(Concept("red"),)))
+        failing = await engine.add_stream(StreamSpec("bad"))
+        await eventually(lambda: failing.state is StreamState.FAILED)
+        before = running.stats.frames_out
+        await eventually(lambda: running.stats.frames_out > before + 10)
+        assert running.state is StreamState.LIVE
+        assert isinstance(engine.errors[failing.stream_id], SourceError)
+        with pytest.raises(SourceError, match="no such fake source"):
+            await engine.add_stream(StreamSpec("missing"))  # refused up front, nothing left behind
+        assert "s3" not in engine.sessions
+    received = [decode(e.data) async for e in events]
+    errors = [e for e in received if isinstance(e, ev.Error)]
+    assert [e.stream_id for e in errors] == [failing.stream_id]
+
+
+async def test_shutdown_with_a_stalled_model_returns_within_its_timeout() -> None:
+    stall = threading.Event()
+    camera = FakeSource(frames=10_000, paced=True, live=True, fps=100)
+    engine = Engine(
+        lambda: FakeTracker(stall=stall),
+        config=EngineConfig(drain_timeout_s=0.5),
+        source_factory=FakeSources(cam=camera),
+    )
+    try:
+        async with engine:
+            subscription = engine.hub.subscribe()
+            session = await engine.add_stream(StreamSpec("cam"))
+            await eventually(lambda: session.stats.frames_in > 5)
+            started = time.monotonic()
+        elapsed = time.monotonic() - started
+    finally:
+        stall.set()  # let the worker thread go
+    assert elapsed < 0.5 + 1.0, f"shutdown took {elapsed:.2f} s"
+    assert camera.closed and subscription.queue.closed
+
+
+async def test_graceful_shutdown_drains_every_queued_frame() -> None:
+    clip = FakeSource(frames=30)
+    async with Engine(lambda: FakeTracker(delay_s=0.01), source_factory=FakeSources(clip=clip)) as engine:
+        session = await engine.add_stream(StreamSpec("clip", concepts=(Concept("red"),)))
+        await eventually(lambda: session.stats.frames_out >= 3)
+    # the source was stopped early, but whatever reached the model was published
+    assert session.state is StreamState.ENDED
+    assert session.stats.frames_out == session.stats.frames_in
+
+
+async def test_stream_ids_are_validated_unique_and_released() -> None:
+    sources = FakeSources(a=FakeSource(frames=1_000, paced=True, live=True), b=FakeSource(frames=1))
+    async with Engine(FakeTracker, source_factory=sources) as engine:
+        await engine.add_stream(StreamSpec("a", stream_id="door"))
+        with pytest.raises(ValueError, match="already exists"):
+            await engine.add_stream(StreamSpec("b", stream_id="door"))
+        with pytest.raises(ValueError, match="letters, digits"):
+            await engine.add_stream(StreamSpec("b", stream_id="../etc"))
+        await engine.remove_stream("door")
+        with pytest.raises(StreamNotFound):
+            engine.get("door")
+        assert (await engine.add_stream(StreamSpec("b", stream_id="door"))).stream_id == "door"
