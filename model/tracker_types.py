@@ -90,7 +90,8 @@ class ObjectPrompt:
             coords.append(self.points.float())
             labels.append(self.labels.long())
         if not coords:
-            return torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)
+            device = None if self.mask is None else self.mask.device
+            return torch.zeros(0, 2, device=device), torch.zeros(0, dtype=torch.long, device=device)
         return torch.cat(coords), torch.cat(labels)
 
 
