@@ -141,14 +141,14 @@ class Engine:
         stream_id = self._claim_id(spec.stream_id)
         if len(self._sessions) >= self.config.max_streams:
             raise ValueError(f"at most {self.config.max_streams} streams per engine")
-        source = self._source_factory(spec, stream_id)
-        tracker = await self.worker.call(self._tracker_factory)
-        lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
-        stats = StreamStats(stream_id, self.metrics)
         concepts: dict[int, Concept] = {}  # the session's table, shared with its redaction sink
         frame_sinks: list[FrameSink] = []
         if spec.redaction is not None:
             frame_sinks.append(self._redaction_factory(spec.redaction, concepts))
+        source = self._source_factory(spec, stream_id)
+        tracker = await self.worker.call(self._tracker_factory)
+        lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
+        stats = StreamStats(stream_id, self.metrics)
         session = Session(
             stream_id, source=source, lane=lane, publisher=Publisher(stream_id), hub=self.hub,
             stats=stats, frame_sinks=frame_sinks, concepts=concepts,
@@ -239,10 +239,14 @@ async def _drain_or_cancel(tasks: list[asyncio.Task[None]], drain_s: float) -> N
 
 
 def open_redaction_sink(spec: RedactionSpec, concepts: Mapping[int, Concept]) -> FrameSink:
-    """Default redaction sink: writes to the video outputs of streamer/outputs."""
-    from streamer.sinks.video import open_writers
+    """Default redaction sink, sending to streamer/outputs (a bad target is a ValueError)."""
+    from streamer.outputs import OutputError, open_output
 
-    return RedactionSink(spec, concepts, open_writers(spec.outputs))
+    try:
+        outputs = [open_output(target) for target in spec.outputs]
+    except OutputError as error:
+        raise ValueError(str(error)) from None
+    return RedactionSink(spec, concepts, outputs)
 
 
 __all__ = ["Engine", "EngineConfig", "StreamNotFound", "StreamSpec"]

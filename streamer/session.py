@@ -118,7 +118,7 @@ class Session:
             tg.create_task(self._publish(), name=f"{self.stream_id}:publish")
             tg.create_task(self._report(), name=f"{self.stream_id}:report")
             for sink in self.frame_sinks:
-                tg.create_task(sink.run(), name=f"{self.stream_id}:{type(sink).__name__}")
+                tg.create_task(self._run_sink(sink), name=f"{self.stream_id}:{type(sink).__name__}")
         if self.error is not None:
             raise self.error
 
@@ -203,6 +203,13 @@ class Session:
             if self.state is not StreamState.FAILED:
                 self.state = StreamState.ENDED
             self._published_all.set()
+
+    async def _run_sink(self, sink: FrameSink) -> None:
+        try:
+            await sink.run()
+        except Exception as error:  # an output failed: stop the stream rather than go on blind
+            self._fail(error, code="internal")
+            self.stop()
 
     async def _report(self) -> None:
         while not self._published_all.is_set():

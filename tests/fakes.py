@@ -36,6 +36,7 @@ from model.types import (
 )
 from streamer.api import ApiConfig, create_app
 from streamer.engine import Engine
+from streamer.outputs import OutputStats
 from streamer.sources.base import SourceError
 from streamer.types import Frame, SourceInfo
 
@@ -317,17 +318,21 @@ class FakeSources:
 
 
 class CollectingWriter:
-    """A FrameWriter that keeps what it was given (redaction tests inspect the pixels)."""
+    """A VideoOutput (streamer/outputs) that keeps what it was sent: tests inspect the pixels."""
 
     def __init__(self) -> None:
         self.frames: list[tuple[int, np.ndarray]] = []  # (seq, H x W x 3 image)
         self.closed = False
 
-    def write(self, rgb: np.ndarray, frame: Frame) -> None:
-        self.frames.append((frame.seq, rgb.copy()))
+    async def send(self, frame: Frame) -> None:
+        self.frames.append((frame.seq, frame.rgb.copy()))
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed = True
+
+    @property
+    def stats(self) -> OutputStats:
+        return OutputStats(len(self.frames), 0, 0)
 
 
 async def eventually(condition: Callable[[], bool], within_s: float = 10.0) -> None:

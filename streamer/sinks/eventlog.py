@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from protocols.log import LogWriter
 from streamer.channels import ChannelClosed
 from streamer.publish import hello
 from streamer.sinks.fanout import Subscription
@@ -20,11 +21,9 @@ MAX_BATCH = 256
 
 async def write_event_log(subscription: Subscription, path: Path) -> None:
     """Append events from `subscription` to `path` until the hub closes it; then close the file."""
-    from protocols.log import LogWriter
-
-    writer = await asyncio.to_thread(LogWriter, path)
+    writer = await asyncio.to_thread(LogWriter, path, flush_each=False)
     try:
-        await asyncio.to_thread(writer.write, hello().data)
+        await asyncio.to_thread(writer.write_encoded, hello().data)
         while True:
             try:
                 batch = [(await subscription.get()).data]
@@ -46,6 +45,7 @@ def _next_nowait(subscription: Subscription) -> bytes | None:
     return None if envelope is None else envelope.data
 
 
-def _write_all(writer: object, batch: list[bytes]) -> None:
+def _write_all(writer: LogWriter, batch: list[bytes]) -> None:
     for data in batch:
-        writer.write(data)  # type: ignore[attr-defined]
+        writer.write_encoded(data)
+    writer.flush()  # one flush per batch: a crash loses at most the batch in flight

@@ -10,7 +10,9 @@ or filled (streamer/redact.py) on the very pixels they were computed from. A fra
   * because the stream ended before the model got to it,
 
 leaves fully redacted (`on_missing=blur`, the default) or not at all (`on_missing=drop`); it
-never leaves unredacted. Drawing and encoding run in a thread, off the loop.
+never leaves unredacted. Drawing runs in a thread and each output encodes in its own, off the
+loop; a file output that falls behind makes frames fall off this sink's queue, never the
+pipeline's.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import contextlib
 import enum
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from model.types import Concept, FrameTrack
 from streamer.channels import Bounded, Overflow
+from streamer.outputs import VideoOutput
 from streamer.redact import RedactConfig, redact, redact_all
 from streamer.types import Frame, SourceInfo
 
@@ -48,25 +50,18 @@ class RedactionSpec:
     queue: int = 64  # frames waiting for their results
 
 
-class FrameWriter(Protocol):
-    """A video output (streamer/outputs): takes redacted frames in order."""
-
-    def write(self, rgb: np.ndarray, frame: Frame) -> None: ...  # blocking; called in a thread
-    def close(self) -> None: ...
-
-
 class RedactionSink:
-    """A frame sink (see streamer/session.FrameSink) that writes redacted frames to `writers`."""
+    """A frame sink (see streamer/session.FrameSink) sending redacted frames to video outputs."""
 
     def __init__(
         self,
         spec: RedactionSpec,
         concepts: Mapping[int, Concept],
-        writers: Sequence[FrameWriter],
+        outputs: Sequence[VideoOutput],
     ) -> None:
         self.spec = spec
         self._concepts = concepts  # the session's live concept table
-        self._writers = tuple(writers)
+        self._outputs = tuple(outputs)
         self._live = True  # until stream_started says otherwise: the stricter deadline
         self._frames: Bounded[Frame] = Bounded(spec.queue, Overflow.DROP_OLDEST)
         self._results: dict[int, FrameTrack] = {}
@@ -110,14 +105,17 @@ class RedactionSink:
                 if track is None and self.spec.on_missing is OnMissing.DROP:
                     self.missing_dropped += 1
                     continue
-                await asyncio.to_thread(self._render_and_write, frame, track)
+                image = await asyncio.to_thread(self._render, frame, track)  # H x W x 3 uint8
+                redacted = replace(frame, rgb=image)
+                for output in self._outputs:
+                    await output.send(redacted)
                 if track is None:
                     self.fully_redacted += 1
                 else:
                     self.written += 1
         finally:
-            for writer in self._writers:
-                await asyncio.to_thread(writer.close)
+            for output in self._outputs:
+                await output.aclose()
 
     # --- internals ----------------------------------------------------------------------
     async def _result_for(self, frame: Frame) -> FrameTrack | None:
@@ -136,14 +134,11 @@ class RedactionSink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
-    def _render_and_write(self, frame: Frame, track: FrameTrack | None) -> None:
+    def _render(self, frame: Frame, track: FrameTrack | None) -> np.ndarray:
         if track is None:
-            image = redact_all(frame.rgb, self.spec.draw)  # fail closed
-        else:
-            masks = [obj.mask for obj in track.objects if self._chosen(obj.concept_id)]
-            image = redact(frame.rgb, masks, self.spec.draw)
-        for writer in self._writers:
-            writer.write(image, frame)
+            return redact_all(frame.rgb, self.spec.draw)  # fail closed
+        masks = [obj.mask for obj in track.objects if self._chosen(obj.concept_id)]
+        return redact(frame.rgb, masks, self.spec.draw)
 
     def _chosen(self, concept_id: int | None) -> bool:
         if ALL_OBJECTS in self.spec.concepts:

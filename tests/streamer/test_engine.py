@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from model.types import Concept
 from protocols import events as ev
 from protocols.codec import decode
+from protocols.log import read_log
 from streamer.engine import Engine, EngineConfig, StreamNotFound, StreamSpec
 from streamer.session import StreamState
 from streamer.sources.base import SourceError
@@ -81,3 +83,17 @@ async def test_stream_ids_are_validated_unique_and_released() -> None:
         with pytest.raises(StreamNotFound):
             engine.get("door")
         assert (await engine.add_stream(StreamSpec("b", stream_id="door"))).stream_id == "door"
+
+
+async def test_event_log_holds_every_event_in_order(tmp_path: Path) -> None:
+    log_path = tmp_path / "events.msgpack"
+    config = EngineConfig(event_log=log_path, status_interval_s=0.05)
+    async with Engine(FakeTracker, config=config, source_factory=FakeSources(clip=FakeSource(frames=9))) as engine:
+        live = engine.hub.subscribe(maxsize=10_000)
+        await engine.add_stream(StreamSpec("clip", concepts=(Concept("red"),)))
+        await engine.join()
+    logged = list(read_log(log_path, strict=True))
+    seen = [decode(e.data) async for e in live]
+    assert isinstance(logged[0], ev.Hello)
+    assert logged[1:] == seen
+    assert [e.seq for e in logged if isinstance(e, ev.FrameResult)] == list(range(9))

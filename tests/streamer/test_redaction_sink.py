@@ -8,7 +8,9 @@ the (grown) mask, and frames without results must be the fail-closed full-frame 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -118,3 +120,31 @@ def _two_squares(seq: int) -> np.ndarray:
     image = scene(seq)
     image[30:40, 40:50] = COLOURS["blue"]
     return image
+
+
+async def test_redacted_mp4_through_the_real_file_output(tmp_path: Path) -> None:
+    out = tmp_path / "redacted.mp4"
+    clip = FakeSource(frames=12, width=64, height=48)
+    spec = RedactionSpec(concepts=("red",), outputs=(str(out),),
+                         draw=RedactConfig(style=RedactStyle.FILL, margin_px=2))  # fmt: skip
+    engine = Engine(FakeTracker, source_factory=FakeSources(cam=clip))
+    async with engine:
+        await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
+        await engine.join()
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 12
+    for seq, image in enumerate(decoded):
+        x = seq % (64 - 12)
+        square = image[10:22, x : x + 12].astype(int)
+        assert square.mean() < 40, f"frame {seq}: the red square is still visible"
+        assert abs(image[30:, :].astype(int).mean() - 128) < 10  # the rest of the scene is intact
+
+
+async def test_bad_output_target_is_refused_before_the_stream_starts(tmp_path: Path) -> None:
+    clip = FakeSource(frames=5)
+    spec = RedactionSpec(concepts=("red",), outputs=(str(tmp_path / "out.avi"),))
+    async with Engine(FakeTracker, source_factory=FakeSources(cam=clip)) as engine:
+        with pytest.raises(ValueError, match="out.avi"):
+            await engine.add_stream(StreamSpec("cam", redaction=spec))
+        assert not engine.sessions and not clip.closed
