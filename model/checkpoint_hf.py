@@ -185,7 +185,7 @@ def remap_hf(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if hf_key == "tracker.shared_image_embedding.positional_embedding":
             continue  # HF's second copy of the prompt encoder's Gaussian matrix
         if hf_key == "tracker.prompt_encoder.point_embed.weight":
-            for i, row in enumerate(tensor.split(1, dim=0)):  # 4 x C -> 4 of 1 x C
+            for i, row in enumerate(torch.split(tensor, 1, dim=0)):  # 4 x C -> 4 of 1 x C
                 out[f"tracker.sam_prompt_encoder.point_embeddings.{i}.weight"] = row
             continue
         official, part = _rename(hf_key)
@@ -251,10 +251,10 @@ def _sequential_index(key: str, raw_keys: frozenset[str]) -> str:
         return key.replace(m.group(0), f"mask_downsampler.encoder.{index}.")
     m = re.search(r"fpn_layers\.(\d+)\.scale_layers\.(\d+)\.", key)
     if m:
-        level, index = m.groups()
+        level, position = m.groups()
         two_convs = f"{key[: m.start()]}fpn_layers.{level}.scale_layers.2.weight" in raw_keys
         name = {("0", True): "dconv_2x2_0", ("2", True): "dconv_2x2_1"}.get(
-            (index, two_convs), "dconv_2x2"
+            (position, two_convs), "dconv_2x2"
         )
         return key.replace(m.group(0), f"fpn_layers.{level}.{name}.")
     return key

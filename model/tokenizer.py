@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from tokenizers import Regex, models, pre_tokenizers, trainers
@@ -91,7 +91,7 @@ class Tokenizer:
         if context_length < 2:
             raise ValueError("context_length must leave room for SOT and EOT")
         self.vocab = dict(vocab)
-        self.merges = [tuple(m) for m in merges]
+        self.merges: list[tuple[str, str]] = [(a, b) for a, b in merges]
         self.context_length = context_length
         self.sot_id = self.vocab[SOT]
         self.eot_id = self.vocab[EOT]
@@ -118,7 +118,7 @@ class Tokenizer:
             data = Path(path).read_bytes()
         lines = gzip.decompress(data).decode("utf-8").split("\n")
         merges = [
-            tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]
+            cast(tuple[str, str], tuple(line.split())) for line in lines[1 : 49152 - 256 - 2 + 1]
         ]  # first line: header
         base = list(bytes_to_unicode().values())
         tokens = base + [b + END_OF_WORD for b in base] + ["".join(m) for m in merges] + [SOT, EOT]
@@ -129,7 +129,7 @@ class Tokenizer:
         """From the contents of `vocab.json` and `merges.txt` (HF layout)."""
         vocab = json.loads(files["vocab.json"])
         merges = [
-            tuple(line.split())
+            cast(tuple[str, str], tuple(line.split()))
             for line in files["merges.txt"].splitlines()
             if line.strip() and not line.startswith("#version")
         ]
