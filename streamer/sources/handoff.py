@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -88,13 +89,16 @@ class Handoff(Generic[N]):
             self._items.append(_End(error))
             self._wake_locked()
 
-    def wait_for_room(self, timeout: float) -> None:
-        """Let a paced producer sleep `timeout` seconds unless the consumer closes first."""
+    def sleep(self, seconds: float) -> None:
+        """Let a paced producer sleep `seconds` unless the consumer closes first (HandoffClosed)."""
+        deadline = time.monotonic() + seconds
         with self._lock:
-            if not self._closed:
-                self._room.wait(timeout)
-            if self._closed:
-                raise HandoffClosed
+            while not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._room.wait(left)  # also woken by every frame taken: wait out the rest
+            raise HandoffClosed
 
     # -- event loop side ----------------------------------------------------------------------
 

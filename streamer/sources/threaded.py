@@ -79,12 +79,7 @@ class Producer:
 
     def sleep(self, seconds: float) -> None:
         """Sleep, or raise HandoffClosed as soon as the consumer closes."""
-        if seconds > 0:
-            self._handoff.wait_for_room(seconds)
-
-    def check_open(self) -> None:
-        """Raise HandoffClosed if the consumer has gone (call between blocking steps)."""
-        self._handoff.wait_for_room(0.0)
+        self._handoff.sleep(seconds)
 
 
 class ThreadedSource:

@@ -111,6 +111,7 @@ async def test_stall_is_detected_within_three_seconds_and_recovers(
     await asyncio.wait_for(recorder.stalled.wait(), 5.0)
     detected = recorder.first(SourceState.STALLED)
     assert detected is not None and detected - paused_at < 3.0
+    print(f"stall detected after {detected - paused_at:.2f} s")
     rtsp_server.resume()
     after = await reader
     await source.aclose()
