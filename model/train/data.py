@@ -58,14 +58,27 @@ def detection_batch(
     indices: Sequence[int],
     config: ImageConfig,
     prompts_per_image: int = 1,
+    foreign_rate: float = 0.0,
+    foreign_words: Sequence[str] = (),
 ) -> DetectionBatch:
-    """Samples `indices` of `split`, each with `prompts_per_image` prompts."""
+    """Samples `indices` of `split`, each with `prompts_per_image` prompts.
+
+    With probability `foreign_rate`, a prompt after the first is replaced by a phrase built from
+    `foreign_words` (words outside the world), whose target is empty.
+    """
     samples = [image_sample(split, i, config, num_prompts=prompts_per_image) for i in indices]
     texts, image_index, targets = [], [], []
-    for b, s in enumerate(samples):
-        for phrase in s.phrases:
-            texts.append(phrase.text)
+    for b, (index, s) in enumerate(zip(indices, samples, strict=True)):
+        rng = split.rng(index, stream=3)
+        for k, phrase in enumerate(s.phrases):
             image_index.append(b)
+            if k > 0 and foreign_words and rng.random() < foreign_rate:
+                words = [foreign_words[int(i)] for i in rng.integers(len(foreign_words), size=2)]
+                # a foreign word alone, or in front of a world word ("person circle" is no circle)
+                texts.append(words[0] if rng.random() < 0.5 else f"{words[0]} {phrase.text}")
+                targets.append(scene_targets(s.scene, np.zeros(0, np.int64)))
+                continue
+            texts.append(phrase.text)
             targets.append(scene_targets(s.scene, s.scene.targets(phrase)))
     return DetectionBatch(
         images=normalise_images(np.stack([s.scene.image for s in samples])),

@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model.config import CONFIGS
+from model.sam3 import Sam3
 from model.train.criterion import DetectionPredictions, detection_loss
+from model.train.data import detection_batch
 from model.train.losses import (
     LossWeights,
     PromptTargets,
@@ -15,6 +18,9 @@ from model.train.losses import (
     sigmoid_focal_loss,
 )
 from model.train.matcher import hungarian_match, match_pair
+from model.train.train_detector import DetectorSchedule, detector_step, lr_factor, make_optimizer
+from model.train.vocab import CONTEXT_LENGTH, FOREIGN_WORDS, VOCAB_SIZE, world_tokenizer
+from model.world import ImageConfig, Split, WorldConfig
 
 W = LossWeights()
 
@@ -113,3 +119,47 @@ def test_aux_one_to_many_and_shape_checks() -> None:
     assert one.score == many.score  # the final layer stays one-to-one
     with pytest.raises(ValueError):
         DetectionPredictions(pred.scores, pred.boxes[:, :, :4], pred.presence, pred.masks)
+
+
+# --- data, vocabulary and one real optimisation step on the tiny config -----------------------
+
+
+def test_world_vocabulary_and_foreign_prompts() -> None:
+    tokenizer = world_tokenizer()
+    assert tokenizer.vocab_size <= VOCAB_SIZE
+    ids = tokenizer(["small red striped star", "person"]).ids
+    assert ids.shape == (2, CONTEXT_LENGTH) and (ids[0, :6] > 0).all() and ids[0, 6] == 0
+    batch = detection_batch(Split.TRAIN, range(6), ImageConfig(), 3, 1.0, FOREIGN_WORDS)
+    assert batch.images.shape == (6, 3, 128, 128) and len(batch.texts) == 18
+    assert batch.image_index.tolist() == [i // 3 for i in range(18)]
+    foreign = [
+        t for t, x in zip(batch.texts, batch.targets, strict=True) if t.split()[0] in FOREIGN_WORDS
+    ]
+    assert len(foreign) == 12  # every prompt after the first
+    assert all(
+        len(x) == 0
+        for t, x in zip(batch.texts, batch.targets, strict=True)
+        if t.split()[0] in FOREIGN_WORDS
+    )
+    assert float(batch.images.min()) >= -1.0 and float(batch.images.max()) <= 1.0
+
+
+def test_detector_step_updates_weights_and_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    config = CONFIGS["tiny"]
+    model = Sam3(config)
+    tokenizer = world_tokenizer(config.text.context_length)
+    world = ImageConfig(world=WorldConfig(height=112, width=112))
+    batch = detection_batch(Split.TRAIN, range(4), world, 2)
+    tokens = tokenizer(list(batch.texts))
+    schedule = DetectorSchedule(steps=10, warmup_steps=1, lr=2e-3)
+    optimizer = make_optimizer(model.detector, schedule.lr, schedule.weight_decay)
+    before = model.detector.dot_prod_scoring.hs_proj.weight.detach().clone()
+    first = detector_step(model.detector, optimizer, batch, tokens, schedule, 0)
+    for step in range(1, 6):
+        last = detector_step(model.detector, optimizer, batch, tokens, schedule, step)
+    assert torch.isfinite(first.total) and last.total.item() < first.total.item()
+    assert not torch.equal(before, model.detector.dot_prod_scoring.hs_proj.weight)
+    assert lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, 0.1) == pytest.approx(1.0)
