@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,25 +133,26 @@ class Engine:
         except KeyError:
             raise StreamNotFound(stream_id) from None
 
-    async def add_stream(self, spec: StreamSpec) -> Session:
+    async def add_stream(self, spec: StreamSpec, *, frame_sinks: Sequence[FrameSink] = ()) -> Session:
         """Open the source and start the stream's pipeline. Raises ValueError or SourceError
-        (a one-line message) when the spec cannot run; nothing is left behind then."""
+        (a one-line message) when the spec cannot run; nothing is left behind then.
+        `frame_sinks` are extra in-process consumers of frames and their results."""
         if self._closing:
             raise RuntimeError("the engine is shutting down")
         stream_id = self._claim_id(spec.stream_id)
         if len(self._sessions) >= self.config.max_streams:
             raise ValueError(f"at most {self.config.max_streams} streams per engine")
         concepts: dict[int, Concept] = {}  # the session's table, shared with its redaction sink
-        frame_sinks: list[FrameSink] = []
+        sinks = list(frame_sinks)
         if spec.redaction is not None:
-            frame_sinks.append(self._redaction_factory(spec.redaction, concepts))
+            sinks.append(self._redaction_factory(spec.redaction, concepts))
         source = self._source_factory(spec, stream_id)
         tracker = await self.worker.call(self._tracker_factory)
         lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
         stats = StreamStats(stream_id, self.metrics)
         session = Session(
             stream_id, source=source, lane=lane, publisher=Publisher(stream_id), hub=self.hub,
-            stats=stats, frame_sinks=frame_sinks, concepts=concepts,
+            stats=stats, frame_sinks=sinks, concepts=concepts,
             status_interval_s=self.config.status_interval_s,
         )  # fmt: skip
         try:

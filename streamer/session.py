@@ -105,6 +105,7 @@ class Session:
         self._started = False
         self._stopping = False
         self._ingest_task: asyncio.Task[None] | None = None
+        self._ingest_running = False
         self._published_all = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -113,8 +114,6 @@ class Session:
         self.source.on_status = self._on_source_status
         async with asyncio.TaskGroup() as tg:
             self._ingest_task = tg.create_task(self._ingest(), name=f"{self.stream_id}:ingest")
-            if self._stopping:
-                self._ingest_task.cancel()
             tg.create_task(self._publish(), name=f"{self.stream_id}:publish")
             tg.create_task(self._report(), name=f"{self.stream_id}:report")
             for sink in self.frame_sinks:
@@ -125,8 +124,8 @@ class Session:
     def stop(self) -> None:
         """Graceful: stop reading the source; queued frames are still processed. Idempotent."""
         self._stopping = True
-        if self._ingest_task is not None:
-            self._ingest_task.cancel()
+        if self._ingest_running and self._ingest_task is not None:
+            self._ingest_task.cancel()  # a task cancelled before it starts would skip its finally
 
     @property
     def done(self) -> bool:
@@ -163,7 +162,10 @@ class Session:
 
     # --- stages -------------------------------------------------------------------------
     async def _ingest(self) -> None:
+        self._ingest_running = True
         try:
+            if self._stopping:
+                return
             async for frame in self.source:
                 if not self._started:
                     self._start(self.source.info)
@@ -195,8 +197,7 @@ class Session:
                     self._publish_ended(outcome.ended)
         except Exception as error:  # the model failed on this stream: fail it, keep the engine
             self._fail(error, code="model")
-            if self._ingest_task is not None:
-                self._ingest_task.cancel()
+            self.stop()
         finally:
             for sink in self.frame_sinks:
                 sink.end_input()

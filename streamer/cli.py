@@ -1,0 +1,282 @@
+"""`streamer`: run streams from the command line, serve the control API, or run the demo.
+
+    streamer run rtsp://cam/1 clip.mp4 --prompt person --redact person --out redacted.mp4
+    streamer serve --port 8080 --token "$TOKEN"
+    streamer demo [SOURCE] [--duration 10]
+
+Every user error (bad URL, unreadable file, bad checkpoint, bad flag) ends with one line on
+stderr and a non-zero exit code, never a traceback. Ctrl-C stops gracefully (queued frames are
+finished, objects end with reason stream_ended); a second Ctrl-C aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from model.types import Concept
+from streamer.api import ApiConfig, create_app
+from streamer.engine import Engine, EngineConfig, StreamSpec
+from streamer.inference import Tracker
+from streamer.redact import RedactConfig, RedactStyle
+from streamer.sinks.redaction import RedactionSpec
+from streamer.sources.base import SourceError
+from streamer.status import StatusBoard, probe_frame_count
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str  # "embedded", "tiny", "sam3", ...
+    checkpoint: Path | None
+    device: str
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "demo":
+            from streamer.demo import demo
+
+            return asyncio.run(demo(args, load_tracker_factory))
+        return asyncio.run(_run(args) if args.command == "run" else _serve(args))
+    except UserError as error:
+        print(f"streamer: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("streamer: aborted", file=sys.stderr)
+        return 130
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], Tracker], str]:
+    """Build the model once; return a per-stream tracker factory and a one-line description."""
+    import torch
+
+    from model import CheckpointError, VideoTracker, build_sam3
+
+    if choice.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {choice.device}: CUDA is not available on this machine")
+    checkpoint, name, note = choice.checkpoint, choice.name, ""
+    if checkpoint is None and name == "embedded":
+        checkpoint = _embedded_checkpoint()
+        if checkpoint is None:
+            name, note = "tiny", " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)"
+    if checkpoint is not None and not checkpoint.exists():
+        raise UserError(f"checkpoint {checkpoint} does not exist")
+    try:
+        model = build_sam3(name, checkpoint, device=choice.device)
+    except (CheckpointError, OSError, ValueError, KeyError) as error:
+        raise UserError(f"cannot load model {name!r} from {checkpoint}: {error}") from None
+    model.eval()
+    source = f"checkpoint {checkpoint}" if checkpoint is not None else "random weights"
+    return (lambda: VideoTracker(model)), f"model {name} on {choice.device}, {source}{note}"
+
+
+def _embedded_checkpoint() -> Path | None:
+    """The default model's weights shipped inside the model package (model/assets/embedded*)."""
+    assets = resources.files("model") / "assets"
+    for candidate in sorted(assets.iterdir(), key=lambda p: p.name):
+        if candidate.name.startswith("embedded") and candidate.name.endswith((".safetensors", ".pt")):
+            return Path(str(candidate))
+    return None
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if not args.prompt:
+        raise UserError("give at least one --prompt TEXT")
+    factory, described = load_tracker_factory(_model_choice(args))
+    print(f"streamer: {described}", file=sys.stderr)
+    config = EngineConfig(device=args.device, event_log=_event_log(args.events))
+    specs = [_spec(args, i, source) for i, source in enumerate(args.sources)]
+    async with Engine(factory, config=config) as engine, _maybe_api(engine, args) as url:
+        if url:
+            print(f"streamer: events at {url}/v1/events (WebSocket)", file=sys.stderr)
+        for spec in specs:
+            await _add(engine, spec)
+        board = StatusBoard(engine.sessions, totals={s.stream_id: n for s in specs
+                                                     if s.stream_id and (n := probe_frame_count(s.source))})  # fmt: skip
+        await _until_done_or_signal(engine, board, args.duration)
+    return _report(engine)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    factory, described = load_tracker_factory(_model_choice(args))
+    config = EngineConfig(device=args.device, event_log=_event_log(args.events))
+    async with Engine(factory, config=config) as engine, _maybe_api(engine, args, always=True) as url:
+        print(f"streamer: {described}; control API at {url}/v1 (docs: {url}/v1/openapi.json)", file=sys.stderr)
+        board = StatusBoard(engine.sessions)
+        await _until_done_or_signal(engine, board, None, forever=True)
+    return 0
+
+
+async def _add(engine: Engine, spec: StreamSpec) -> None:
+    try:
+        await engine.add_stream(spec)
+    except (SourceError, ValueError) as error:
+        raise UserError(str(error)) from None
+
+
+async def _until_done_or_signal(
+    engine: Engine, board: StatusBoard, duration: float | None, *, forever: bool = False
+) -> None:
+    """Wait for the streams to end, `duration` seconds, or SIGINT/SIGTERM (then stop gracefully)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            drawing = tg.create_task(board.run())
+            waiters = [tg.create_task(stop.wait())]
+            if not forever:
+                waiters.append(tg.create_task(engine.join()))
+            if duration is not None:
+                waiters.append(tg.create_task(asyncio.sleep(duration)))
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in [*waiters, drawing]:
+                task.cancel()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            # a second Ctrl-C during the graceful drain aborts at once
+            loop.add_signal_handler(sig, _abort)
+
+
+def _abort() -> None:
+    raise KeyboardInterrupt
+
+
+def _report(engine: Engine) -> int:
+    for stream_id, error in engine.errors.items():
+        print(f"streamer: stream {stream_id} failed: {error}", file=sys.stderr)
+    for session in engine.sessions.values():
+        s = session.stats
+        print(f"streamer: {session.stream_id}: {s.frames_out} frames processed, "
+              f"{s.dropped} dropped, p50 {s.latency_ms.percentile(50):.0f} ms", file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED if engine.errors else 0
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def _spec(args: argparse.Namespace, index: int, source: str) -> StreamSpec:
+    redaction = None
+    if args.redact:
+        outputs = tuple(_per_stream(out, index, len(args.sources)) for out in args.out)
+        redaction = RedactionSpec(
+            concepts=tuple(args.redact), outputs=outputs,
+            draw=RedactConfig(style=RedactStyle(args.style), margin_px=args.margin),
+        )  # fmt: skip
+    elif args.out:
+        raise UserError("--out writes the redacted video: say what to redact with --redact CONCEPT")
+    return StreamSpec(
+        source=source, stream_id=f"s{index + 1}", concepts=tuple(Concept(text) for text in args.prompt),
+        realtime=args.realtime, loop=args.loop, redaction=redaction,
+    )  # fmt: skip
+
+
+def _per_stream(target: str, index: int, count: int) -> str:
+    """With several sources, one --out becomes out-s1.mp4, out-s2.mp4, ... (RTSP: /s1, /s2)."""
+    if count == 1:
+        return target
+    if target.startswith(("rtsp://", "rtsps://")):
+        return f"{target.rstrip('/')}/s{index + 1}"
+    path = Path(target)
+    return str(path.with_name(f"{path.stem}-s{index + 1}{path.suffix}"))
+
+
+def _event_log(events: str | None) -> Path | None:
+    if events is None or events == "ws":
+        return None
+    path = Path(events)
+    if not path.parent.is_dir():
+        raise UserError(f"--events {events}: folder {path.parent} does not exist")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def _maybe_api(engine: Engine, args: argparse.Namespace, *, always: bool = False):  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    if not always and getattr(args, "events", None) != "ws":
+        yield None
+        return
+    config = ApiConfig(host=args.host, port=args.port, token=args.token)
+    runner = web.AppRunner(create_app(engine, config), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror}") from None
+    try:
+        yield f"http://{config.host}:{config.port}"
+    finally:
+        await runner.cleanup()
+
+
+def _model_choice(args: argparse.Namespace) -> ModelChoice:
+    return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamer", description="SAM 3 concept tracking on live video.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def model_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default="embedded", help="config name: embedded (default), tiny, sam3")
+        p.add_argument("--checkpoint", help="sam3.pt, an HF facebook/sam3 folder, or a .safetensors file")
+        p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+
+    def api_flags(p: argparse.ArgumentParser, port: int) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=port)
+        p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API")
+
+    run = commands.add_parser("run", help="track concepts on one or more sources")
+    run.add_argument("sources", nargs="+", metavar="SOURCE", help="rtsp://..., a video file, /dev/videoN, synthetic://WxH@FPS")
+    run.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a concept to track (repeatable)")
+    run.add_argument("--redact", action="append", default=[], metavar="CONCEPT", help="a prompt to redact, or '*' (repeatable)")
+    run.add_argument("--style", default="blur", choices=[s.value for s in RedactStyle])
+    run.add_argument("--margin", type=int, default=8, metavar="PX", help="grow redaction masks by PX pixels")
+    run.add_argument("--out", action="append", default=[], metavar="FILE|rtsp://...", help="redacted video output (repeatable)")
+    run.add_argument("--events", metavar="FILE|ws", help="write events to a .msgpack log, or serve them over WebSocket")
+    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument("--realtime", action="store_true", help="pace files to their frame rate (else as fast as the model)")
+    run.add_argument("--loop", action="store_true", help="restart files at their end")
+    model_flags(run)
+    api_flags(run, 8080)
+
+    serve = commands.add_parser("serve", help="serve the HTTP control API and WebSocket events")
+    serve.add_argument("--events", metavar="FILE", help="also write every event to a .msgpack log")
+    model_flags(serve)
+    api_flags(serve, 8080)
+
+    demo = commands.add_parser("demo", help="a short self-contained run: redacted mp4, event log, overlay PNG")
+    demo.add_argument("source", nargs="?", default="synthetic://640x360@15", help="default: the built-in synthetic scene")
+    demo.add_argument("--prompt", action="append", metavar="TEXT", help="default: 'red circle', 'blue square'")
+    demo.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds to run (default 10)")
+    demo.add_argument("--out-dir", default="demo-out", help="where the outputs go (default ./demo-out)")
+    model_flags(demo)
+    return parser
