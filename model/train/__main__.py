@@ -25,10 +25,18 @@ from model.config import CONFIGS
 from model.eval.bind import detect_fn
 from model.eval.runner import evaluate_images
 from model.sam3 import Sam3
+from model.tokenizer import TokenBatch, Tokenizer
 from model.train.data import detection_batch
 from model.train.train_detector import DetectorSchedule, detector_step, make_optimizer
+from model.train.train_tracker import (
+    ClipTargets,
+    TrackerSchedule,
+    clip_targets,
+    tracker_parameters,
+    tracker_step,
+)
 from model.train.vocab import FOREIGN_WORDS, world_tokenizer
-from model.world import ImageConfig, Split
+from model.world import ClipConfig, ImageConfig, Split, WorldConfig, clip_sample
 
 STATE_FILE = "last.pt"
 
@@ -44,6 +52,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=DetectorSchedule.lr)
     p.add_argument("--aux-repeats", type=int, default=DetectorSchedule.aux_repeats)
     p.add_argument("--foreign-rate", type=float, default=0.1)
+    p.add_argument("--tracker-steps", type=int, default=TrackerSchedule.steps)
+    p.add_argument("--clip-frames", type=int, default=TrackerSchedule.clip_frames)
+    p.add_argument("--tracker-lr", type=float, default=TrackerSchedule.lr)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
@@ -69,17 +80,28 @@ def _save(path: Path, model: Sam3, optimizer: torch.optim.Optimizer, phase: str,
     os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last good state
 
 
-def main() -> None:
-    args = _parse()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
-    config = CONFIGS[args.config]
-    args.out.mkdir(parents=True, exist_ok=True)
-    state_path = args.out / STATE_FILE
+class _Saver:
+    """Writes the resumable state at most every `every` seconds (and when forced)."""
 
-    tokenizer = world_tokenizer(config.text.context_length)
-    model = Sam3(config, device=device)
+    def __init__(self, path: Path, every: float) -> None:
+        self.path, self.every, self.last = path, every, time.monotonic()
+
+    def __call__(
+        self,
+        model: Sam3,
+        optimizer: torch.optim.Optimizer,
+        phase: str,
+        step: int,
+        force: bool = False,
+    ) -> None:
+        if force or time.monotonic() - self.last > self.every:
+            _save(self.path, model, optimizer, phase, step)
+            self.last = time.monotonic()
+
+
+def _detector_phase(
+    args: argparse.Namespace, model: Sam3, tokenizer: Tokenizer, state: dict | None, save: _Saver
+) -> None:
     schedule = dataclasses.replace(
         DetectorSchedule(),
         steps=args.detector_steps,
@@ -88,65 +110,118 @@ def main() -> None:
         lr=args.lr,
         aux_repeats=args.aux_repeats,
     )
+    print(f"detector phase: {schedule}", flush=True)
     optimizer = make_optimizer(model.detector, schedule.lr, schedule.weight_decay)
-    phase, step = "detector", 0
-    if args.resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        if state["phase"] == "detector":
-            optimizer.load_state_dict(state["optimizer"])
-        phase, step = state["phase"], int(state["step"])
-        print(f"resumed {state_path}: phase {phase}, step {step}", flush=True)
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    device = torch.device(args.device)
+    side = model.config.vit.image_size
+    image_config = ImageConfig(world=WorldConfig(height=side, width=side))
+    window_start, window_images = time.monotonic(), 0
+    while step < schedule.steps:
+        first = step * schedule.batch_images
+        batch = detection_batch(
+            Split.TRAIN,
+            range(first, first + schedule.batch_images),
+            image_config,
+            schedule.prompts_per_image,
+            args.foreign_rate,
+            FOREIGN_WORDS,
+        ).to(device)
+        tokens = tokenizer(list(batch.texts))
+        tokens = TokenBatch(tokens.ids.to(device), tokens.padding_mask.to(device))
+        terms = detector_step(model.detector, optimizer, batch, tokens, schedule, step)
+        step += 1
+        window_images += schedule.batch_images
+        if step % args.log_every == 0:
+            rate = window_images / (time.monotonic() - window_start)
+            window_start, window_images = time.monotonic(), 0
+            print(
+                f"det {step}/{schedule.steps} loss {terms.total.item():.3f} score {terms.score:.3f} "
+                f"l1 {terms.box_l1:.3f} giou {terms.box_giou:.3f} mfocal {terms.mask_focal:.4f} "
+                f"dice {terms.mask_dice:.3f} pres {terms.presence:.3f} sem {terms.semantic:.3f} "
+                f"lr {optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s",
+                flush=True,
+            )
+        if step % args.eval_every == 0 or step == schedule.steps:
+            detect = detect_fn(model.detector, tokenizer, model.config.vit.image_size)
+            m = evaluate_images(detect, Split.HELD_OUT_SEEDS, args.eval_images, image_config)
+            print(
+                f"eval {step}: cgF1 {m.cgf1:.1f} pmF1 {m.pmf1:.3f} (@0.5 {m.pmf1_50:.3f}) "
+                f"IL_MCC {m.il_mcc:.3f} IL P/R {m.il_precision:.2f}/{m.il_recall:.2f}",
+                flush=True,
+            )
+        save(model, optimizer, "detector", step, force=step == schedule.steps)
+
+
+def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, save: _Saver) -> None:
+    schedule = dataclasses.replace(
+        TrackerSchedule(),
+        steps=args.tracker_steps,
+        clip_frames=args.clip_frames,
+        lr=args.tracker_lr,
+    )
+    print(f"tracker phase: {schedule}", flush=True)
+    optimizer = torch.optim.AdamW(
+        tracker_parameters(model.detector, model.tracker),
+        lr=schedule.lr,
+        weight_decay=schedule.weight_decay,
+    )
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    device = torch.device(args.device)
+    side = model.config.vit.image_size
+    world = ClipConfig(world=WorldConfig(height=side, width=side), num_frames=schedule.clip_frames)
+    index = step * schedule.clips_per_step * 2  # clips without objects on frame 0 are skipped
+    while step < schedule.steps:
+        clips = []
+        while len(clips) < schedule.clips_per_step:
+            targets = clip_targets(clip_sample(Split.TRAIN, index, world))
+            index += 1
+            if targets is not None:
+                clips.append(ClipTargets(*(t.to(device) for t in dataclasses.astuple(targets))))
+        terms = tracker_step(model.detector, model.tracker, optimizer, clips, schedule, step)
+        step += 1
+        if step % args.log_every == 0:
+            print(
+                f"trk {step}/{schedule.steps} loss {terms.total.item():.3f} mfocal {terms.mask_focal:.4f} "
+                f"dice {terms.mask_dice:.3f} objscore {terms.object_score:.3f} iou-l1 {terms.iou:.3f} "
+                f"mask IoU {terms.mean_iou:.3f} lr {optimizer.param_groups[0]['lr']:.2e}",
+                flush=True,
+            )
+        save(model, optimizer, "tracker", step, force=step == schedule.steps)
+
+
+def main() -> None:
+    args = _parse()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    config = CONFIGS[args.config]
+    args.out.mkdir(parents=True, exist_ok=True)
+    save = _Saver(args.out / STATE_FILE, args.save_every)
+
+    tokenizer = world_tokenizer(config.text.context_length)
+    model = Sam3(config, device=device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"config {config.name}: {n_params:,} parameters on {device}; {schedule}", flush=True)
-
-    image_config = ImageConfig()
-    image_size = config.vit.image_size
-    last_save = time.monotonic()
+    print(f"config {config.name}: {n_params:,} parameters on {device}", flush=True)
+    state = None
+    if args.resume and save.path.exists():
+        state = torch.load(save.path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        print(f"resumed {save.path}: phase {state['phase']}, step {state['step']}", flush=True)
+    phase = state["phase"] if state is not None else "detector"
     if phase == "detector":
-        window_start, window_images = time.monotonic(), 0
-        while step < schedule.steps:
-            first = step * schedule.batch_images
-            batch = detection_batch(
-                Split.TRAIN,
-                range(first, first + schedule.batch_images),
-                image_config,
-                schedule.prompts_per_image,
-                args.foreign_rate,
-                FOREIGN_WORDS,
-            ).to(device)
-            tokens = tokenizer(list(batch.texts))
-            tokens = type(tokens)(tokens.ids.to(device), tokens.padding_mask.to(device))
-            terms = detector_step(model.detector, optimizer, batch, tokens, schedule, step)
-            step += 1
-            window_images += schedule.batch_images
-            if step % args.log_every == 0:
-                rate = window_images / (time.monotonic() - window_start)
-                window_start, window_images = time.monotonic(), 0
-                print(
-                    f"det {step}/{schedule.steps} loss {terms.total.item():.3f} score {terms.score:.3f} "
-                    f"l1 {terms.box_l1:.3f} giou {terms.box_giou:.3f} mfocal {terms.mask_focal:.4f} "
-                    f"dice {terms.mask_dice:.3f} pres {terms.presence:.3f} sem {terms.semantic:.3f} "
-                    f"lr {optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s",
-                    flush=True,
-                )
-            if step % args.eval_every == 0 or step == schedule.steps:
-                m = evaluate_images(
-                    detect_fn(model.detector, tokenizer, image_size),
-                    Split.HELD_OUT_SEEDS,
-                    args.eval_images,
-                )
-                print(
-                    f"eval {step}: cgF1 {m.cgf1:.1f} pmF1 {m.pmf1:.3f} (@0.5 {m.pmf1_50:.3f}) "
-                    f"IL_MCC {m.il_mcc:.3f} IL P/R {m.il_precision:.2f}/{m.il_recall:.2f}",
-                    flush=True,
-                )
-            if time.monotonic() - last_save > args.save_every or step == schedule.steps:
-                _save(state_path, model, optimizer, "detector", step)
-                last_save = time.monotonic()
-        phase, step = "done", 0
-        _save(state_path, model, optimizer, phase, step)
-
+        _detector_phase(args, model, tokenizer, state, save)
+        phase, state = "tracker", None
+    if phase == "tracker":
+        _tracker_phase(args, model, state, save)
+        phase = "done"
+        save(model, torch.optim.AdamW(model.parameters()), phase, 0, force=True)
     if args.export is not None:
         args.export.parent.mkdir(parents=True, exist_ok=True)
         save_native(args.export, model.cpu(), config, tokenizer_files=tokenizer.to_files())
