@@ -44,7 +44,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (255, 0, 0),
     "green": (0, 255, 0),
     "blue": (0, 0, 255),
+    "white": (255, 255, 255),
 }
+TOLERANCE = 60  # per channel: survives H.264 on real streams, still far from the grey 128 background
 
 
 class FakeTracker:
@@ -213,7 +215,8 @@ class FakeTracker:
 def _colour_mask(image: np.ndarray, text: str | None) -> np.ndarray:
     if text not in COLOURS:
         return np.zeros(image.shape[:2], dtype=bool)
-    return np.all(image == np.array(COLOURS[text], dtype=np.uint8), axis=-1)  # H x W
+    distance = np.abs(image.astype(np.int16) - np.array(COLOURS[text], dtype=np.int16))
+    return np.all(distance <= TOLERANCE, axis=-1)  # H x W
 
 
 def _tracked(object_id: int, concept_id: int | None, mask: np.ndarray) -> TrackedObject:
