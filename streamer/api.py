@@ -28,6 +28,7 @@ from streamer.session import Session
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sinks.websocket import serve_events
 from streamer.sources.base import SourceError
+from streamer.webrtc import WebRtcConfig, add_webrtc, is_public
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class ApiConfig:
     port: int = 8080
     token: str | None = None
     max_body_bytes: int = 64 * 1024
+    webrtc: WebRtcConfig | None = WebRtcConfig()  # WHIP/WHEP and the page at /; None: off
 
 
 def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Application:
@@ -66,6 +68,8 @@ def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Applicati
     r.add_delete("/v1/streams/{stream_id}/objects/{object_id}", remove_object)
     r.add_get("/v1/streams/{stream_id}/events", stream_events)
     r.add_get("/v1/events", all_events)
+    if config.webrtc is not None:
+        add_webrtc(app, engine, config.webrtc, bind_host=config.host)
     return app
 
 
@@ -331,7 +335,7 @@ def _bearer(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is None or request.path == "/v1/health":
+        if expected is None or request.path == "/v1/health" or is_public(request.path):
             return await handler(request)
         given = request.headers.get("Authorization", "")
         if not given and "token" in request.query:

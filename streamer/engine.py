@@ -70,6 +70,9 @@ class StreamNotFound(KeyError):
 
 SourceFactory = Callable[[StreamSpec, str], Source]
 RedactionFactory = Callable[[RedactionSpec, Mapping[int, Concept]], FrameSink]
+# Asked for every new stream (spec, stream id, the session's live concept table): an extra frame
+# sink for it, or None. The WebRTC gateway's WHEP egress registers one (streamer/webrtc).
+FrameTap = Callable[[StreamSpec, str, Mapping[int, Concept]], FrameSink | None]
 
 
 def open_spec_source(spec: StreamSpec, stream_id: str) -> Source:
@@ -105,6 +108,7 @@ class Engine:
         self._next_id = 1
         self._closing = False
         self.errors: dict[str, BaseException] = {}  # stream id -> what ended it
+        self.frame_taps: list[FrameTap] = []  # applied to streams added after registration
 
     async def __aenter__(self) -> Engine:
         await self._tg.__aenter__()
@@ -133,10 +137,13 @@ class Engine:
         except KeyError:
             raise StreamNotFound(stream_id) from None
 
-    async def add_stream(self, spec: StreamSpec, *, frame_sinks: Sequence[FrameSink] = ()) -> Session:
+    async def add_stream(
+        self, spec: StreamSpec, *, frame_sinks: Sequence[FrameSink] = (), source: Source | None = None
+    ) -> Session:
         """Open the source and start the stream's pipeline. Raises ValueError or SourceError
         (a one-line message) when the spec cannot run; nothing is left behind then.
-        `frame_sinks` are extra in-process consumers of frames and their results."""
+        `frame_sinks` are extra in-process consumers of frames and their results; `source`, when
+        given, is used instead of the source factory's (a WHIP publisher's stream)."""
         if self._closing:
             raise RuntimeError("the engine is shutting down")
         stream_id = self._claim_id(spec.stream_id)
@@ -146,7 +153,8 @@ class Engine:
         sinks = list(frame_sinks)
         if spec.redaction is not None:
             sinks.append(self._redaction_factory(spec.redaction, concepts))
-        source = self._source_factory(spec, stream_id)
+        sinks += [s for tap in self.frame_taps if (s := tap(spec, stream_id, concepts)) is not None]
+        source = source if source is not None else self._source_factory(spec, stream_id)
         tracker = await self.worker.call(self._tracker_factory)
         lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
         stats = StreamStats(stream_id, self.metrics)
