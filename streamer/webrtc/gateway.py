@@ -19,6 +19,7 @@ from types import TracebackType
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+from aiortc.sdp import SessionDescription
 
 from model.types import Concept
 from streamer.engine import Engine, StreamSpec
@@ -151,6 +152,10 @@ async def read_offer(request: web.Request) -> str:
         raise web.HTTPBadRequest(text="the SDP offer is not UTF-8 text") from None
     if not sdp.startswith("v=0"):
         raise web.HTTPBadRequest(text="the body is not an SDP offer (it must start with 'v=0')")
+    try:
+        SessionDescription.parse(sdp)
+    except Exception as error:  # aiortc's parser has no error type: asserts, IndexError, ValueError
+        raise web.HTTPBadRequest(text=f"cannot use this SDP offer: malformed ({type(error).__name__})") from None
     return sdp
 
 
