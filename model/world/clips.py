@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.world import render
-from model.world.concepts import Attributes, Phrase, Size
+from model.world.concepts import Attributes, Phrase, Shape, Size
 from model.world.scene import Scene, WorldConfig, WorldObject, compose, place, random_attributes
 
 
@@ -31,6 +31,7 @@ class ClipConfig:
     passer_rate: float = 0.3  # objects that enter from outside and leave
     occluder_rate: float = 0.7  # clips with a large object crossing over the others
     max_spin: float = 0.05  # radians per frame
+    shape: Shape | None = None  # every object (not the occluder) has this shape, e.g. for load tests
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -96,7 +97,10 @@ def sample_clip(rng: np.random.Generator, config: ClipConfig) -> Clip:
     movers: list[_Mover] = []
     n = int(rng.integers(config.num_objects[0], config.num_objects[1] + 1))
     for i in range(n):
-        obj = place(rng, i, random_attributes(rng), world)
+        attrs = random_attributes(rng)
+        if config.shape is not None:
+            attrs = dataclasses.replace(attrs, shape=config.shape)
+        obj = place(rng, i, attrs, world)
         speed = float(rng.uniform(*config.speed)) * scale
         spin = float(rng.uniform(-config.max_spin, config.max_spin))
         kind = rng.random()

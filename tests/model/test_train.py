@@ -19,8 +19,14 @@ from model.train.losses import (
 )
 from model.train.matcher import hungarian_match, match_pair
 from model.train.train_detector import DetectorSchedule, detector_step, lr_factor, make_optimizer
+from model.train.train_tracker import (
+    TrackerSchedule,
+    clip_targets,
+    tracker_parameters,
+    tracker_step,
+)
 from model.train.vocab import CONTEXT_LENGTH, FOREIGN_WORDS, VOCAB_SIZE, world_tokenizer
-from model.world import ImageConfig, Split, WorldConfig
+from model.world import ClipConfig, ImageConfig, Split, WorldConfig, clip_sample
 
 W = LossWeights()
 
@@ -163,3 +169,25 @@ def test_detector_step_updates_weights_and_lowers_the_loss() -> None:
     assert lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1)
     assert lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
     assert lr_factor(10, 100, 10, 0.1) == pytest.approx(1.0)
+
+
+def test_tracker_step_trains_tracker_and_its_neck_only() -> None:
+    torch.manual_seed(0)
+    model = Sam3(CONFIGS["tiny"])
+    world = ClipConfig(world=WorldConfig(height=112, width=112), num_frames=3)
+    clips = [c for c in (clip_targets(clip_sample(Split.TRAIN, i, world)) for i in range(4)) if c]
+    assert clips and clips[0].masks.shape[:2] == clips[0].visible.shape
+    params = tracker_parameters(model.detector, model.tracker)
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    trunk = model.detector.backbone.vision_backbone.trunk.blocks[0].mlp.fc1.weight.detach().clone()
+    neck = model.detector.backbone.vision_backbone.sam2_convs[0].conv_1x1.weight.detach().clone()
+    terms = tracker_step(
+        model.detector, model.tracker, optimizer, clips[:1], TrackerSchedule(warmup_steps=1), 0
+    )
+    assert torch.isfinite(terms.total) and 0.0 <= terms.mean_iou <= 1.0
+    assert torch.equal(
+        trunk, model.detector.backbone.vision_backbone.trunk.blocks[0].mlp.fc1.weight
+    )
+    assert not torch.equal(
+        neck, model.detector.backbone.vision_backbone.sam2_convs[0].conv_1x1.weight
+    )

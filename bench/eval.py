@@ -1,0 +1,174 @@
+"""Evaluate a model on held-out concept-world data and print one table.
+
+    python -m bench.eval                                   # the shipped embedded model
+    python -m bench.eval --checkpoint runs/embedded/embedded.safetensors --images 200 --clips 8
+
+Images (SAM 3 paper metrics, score threshold 0.5): cgF1 = 100 x pmF1 x IL_MCC on held-out seeds
+(training phrases) and on held-out phrases (colour-shape pairs never named in training).
+Video, through the live `VideoTracker` (no look-ahead): ID switches per 1,000 object-frames,
+fragmentations and fragmented tracks, presence true/false positives per frame, mask IoU and
+recall of tracked objects, on held-out clips with occlusions; and frames per second with five
+live objects of one concept at the model's native resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import VideoTracker, build_sam3
+from model.eval.bind import detect_fn
+from model.eval.runner import evaluate_clips, evaluate_images
+from model.eval.video_metrics import FrameObjects
+from model.sam3 import Sam3
+from model.types import Concept
+from model.world import ClipConfig, ImageConfig, Shape, Split, WorldConfig, clip_sample
+
+
+def _default_checkpoint() -> Path:
+    return Path(str(resources.files("model") / "assets" / "embedded.safetensors"))
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.eval", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="default: the shipped embedded model"
+    )
+    p.add_argument("--images", type=int, default=200, help="held-out images per split")
+    p.add_argument("--prompts", type=int, default=2, help="phrases per image")
+    p.add_argument("--clips", type=int, default=8, help="held-out clips (each tracked twice)")
+    p.add_argument("--frames", type=int, default=48, help="frames per clip")
+    p.add_argument("--fps-frames", type=int, default=60, help="frames of the 5-object speed run")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    return p.parse_args()
+
+
+def tracker_fn(model: Sam3) -> object:
+    """A `Track` callable: a fresh VideoTracker per run, one text concept, every published object."""
+
+    def track(frames: Iterable[np.ndarray], text: str) -> Iterator[FrameObjects]:
+        tracker = VideoTracker(model)
+        tracker.add_concept(Concept(text=text))
+        for image in frames:
+            result = tracker.step(image)
+            h, w = image.shape[:2]
+            objs = result.objects
+            yield FrameObjects(
+                ids=np.array([o.object_id for o in objs], np.int64),
+                masks=np.stack([o.mask for o in objs]) if objs else np.zeros((0, h, w), bool),
+            )
+
+    return track
+
+
+def live_fps(model: Sam3, side: int, frames: int) -> tuple[float, float]:
+    """Frames per second and mean live objects tracking "circle" over five circles."""
+    config = ClipConfig(
+        world=WorldConfig(height=side, width=side),
+        num_frames=frames,
+        num_objects=(5, 5),
+        passer_rate=0.0,
+        occluder_rate=0.0,
+        shape=Shape.CIRCLE,
+    )
+    clip = clip_sample(Split.HELD_OUT_SEEDS, 10_000, config)
+    tracker = VideoTracker(model)
+    tracker.add_concept(Concept(text="circle"))
+    warmup = min(5, frames // 4)
+    live: list[int] = []
+    for f in clip.frames[:warmup]:
+        tracker.step(f.image)
+    start = time.perf_counter()
+    for f in clip.frames[warmup:]:
+        live.append(len(tracker.step(f.image).objects))
+    elapsed = time.perf_counter() - start
+    return (frames - warmup) / elapsed, float(np.mean(live))
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    args = _parse()
+    torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or _default_checkpoint()
+    model = build_sam3(None, checkpoint, device=args.device)
+    side = model.config.vit.image_size
+    world = WorldConfig(height=side, width=side)
+    images = ImageConfig(world=world)
+    detect = detect_fn(model.detector, model.tokenizer, side)
+    rows: list[tuple[str, str]] = []
+    for split in (Split.HELD_OUT_SEEDS, Split.HELD_OUT_PHRASES):
+        m = evaluate_images(detect, split, args.images, images, args.prompts)
+        rows += [
+            (f"{split.value}: cgF1", f"{m.cgf1:.1f}"),
+            (f"{split.value}: pmF1 (IoU 0.5:0.95) / pmF1@0.5", f"{m.pmf1:.3f} / {m.pmf1_50:.3f}"),
+            (
+                f"{split.value}: IL_MCC (P / R)",
+                f"{m.il_mcc:.3f} ({m.il_precision:.2f} / {m.il_recall:.2f})",
+            ),
+            (f"{split.value}: image-phrase pairs (+ / -)", f"{m.positives} / {m.negatives}"),
+        ]
+    clips = evaluate_clips(
+        tracker_fn(model),
+        Split.HELD_OUT_SEEDS,
+        args.clips,
+        ClipConfig(world=world, num_frames=args.frames),
+    )
+    pos, neg = clips.positive, clips.negative
+    rows += [
+        ("video: object-frames (GT tracks)", f"{pos.object_frames} ({pos.gt_tracks})"),
+        (
+            "video: ID switches per 1,000 object-frames",
+            f"{pos.id_switches_per_1k:.2f} ({pos.id_switches} switches)",
+        ),
+        (
+            "video: fragmentations / fragmented tracks",
+            f"{pos.fragmentations} / {pos.fragmented_tracks}",
+        ),
+        ("video: mask IoU of tracked objects / recall", f"{pos.mean_iou:.3f} / {pos.recall:.3f}"),
+        ("video: unmatched predicted object-frames", f"{pos.unmatched_predictions}"),
+        (
+            "video: presence TP / FN frames (phrase present)",
+            f"{pos.presence_tp} / {pos.presence_fn}",
+        ),
+        (
+            "video: presence FP / TN frames (phrase absent)",
+            f"{neg.presence_fp + pos.presence_fp} / {neg.presence_tn + pos.presence_tn}",
+        ),
+        ("video: fps over evaluation clips", f"{clips.fps:.1f}"),
+    ]
+    fps, live = live_fps(model, side, args.fps_frames)
+    rows.append(
+        (f"live fps, 5 objects of one concept ({live:.1f} tracked on average)", f"{fps:.1f}")
+    )
+
+    stamp = datetime.date.today().isoformat()
+    print(
+        f"\n{checkpoint.name} ({model.config.name}, {sum(p.numel() for p in model.parameters()):,} params) "
+        f"on {args.device} x{args.threads} threads, float32, {side}x{side}; commit {_commit()}, {stamp}\n"
+    )
+    width = max(len(k) for k, _ in rows)
+    print(f"| {'metric'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
+    for k, v in rows:
+        print(f"| {k.ljust(width)} | {v} |")
+
+
+if __name__ == "__main__":
+    main()
