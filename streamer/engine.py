@@ -29,6 +29,7 @@ from streamer.publish import Publisher
 from streamer.session import FrameSink, Session, StreamState
 from streamer.sinks.eventlog import write_event_log
 from streamer.sinks.fanout import Hub
+from streamer.sinks.nats import NatsConfig, NatsSink
 from streamer.sinks.redaction import RedactionSink, RedactionSpec
 from streamer.sources.base import Source, SourceError
 
@@ -60,6 +61,7 @@ class EngineConfig:
     drain_timeout_s: float = 5.0  # graceful stop: time for queued frames to finish
     event_log: Path | None = None  # every event of every stream, as a .msgpack log
     event_log_queue: int = 8192  # events the log may fall behind before losing its oldest
+    nats: NatsConfig | None = None  # also publish every stream's events to NATS JetStream
     engine_name: str = "sam3-streamer"
 
 
@@ -105,6 +107,7 @@ class Engine:
         self._tg = asyncio.TaskGroup()
         self._worker_task: asyncio.Task[None] | None = None
         self._log_task: asyncio.Task[None] | None = None
+        self._nats_task: asyncio.Task[None] | None = None
         self._next_id = 1
         self._closing = False
         self.errors: dict[str, BaseException] = {}  # stream id -> what ended it
@@ -120,6 +123,10 @@ class Engine:
             self._log_task = self._tg.create_task(
                 write_event_log(subscription, self.config.event_log), name="event-log"
             )
+        if self.config.nats is not None:
+            nats = self.config.nats
+            sink = NatsSink(self.hub.subscribe(maxsize=nats.queue, overflow=Overflow.DROP_OLDEST), nats)
+            self._nats_task = self._tg.create_task(sink.run(), name="nats-sink")
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
@@ -205,6 +212,8 @@ class Engine:
             await _drain_or_cancel([self._log_task], drain)
         if self._worker_task is not None:
             await _drain_or_cancel([self._worker_task], 0)
+        if self._nats_task is not None:
+            await _drain_or_cancel([self._nats_task], drain)
 
     # --- internals ----------------------------------------------------------------------
     async def _run(self, session: Session) -> None:
