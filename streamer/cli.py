@@ -86,8 +86,23 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], Tracker], st
     except (CheckpointError, OSError, ValueError, KeyError) as error:
         raise UserError(f"cannot load model {name!r} from {checkpoint}: {error}") from None
     model.eval()
+    _warm_up(lambda: VideoTracker(model))
     source = f"checkpoint {checkpoint}" if checkpoint is not None else "random weights"
     return (lambda: VideoTracker(model)), f"model {name} on {choice.device}, {source}{note}"
+
+
+def _warm_up(factory: Callable[[], Tracker], steps: int = 3) -> None:
+    """A few throwaway steps: first calls pay for lazy init and kernel selection (seconds on a
+    CPU), which would otherwise land on the first frames of the first stream."""
+    import numpy as np
+
+    from model.types import Concept
+
+    tracker = factory()
+    tracker.add_concept(Concept("warm-up"))  # type: ignore[attr-defined]
+    blank = np.zeros((360, 640, 3), dtype=np.uint8)
+    for index in range(steps):
+        tracker.step(blank, index)
 
 
 def _embedded_checkpoint() -> Path | None:

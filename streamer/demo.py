@@ -87,8 +87,10 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     video, log, png = out_dir / "redacted.mp4", out_dir / "events.msgpack", out_dir / "overlay.png"
     print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {args.duration:g} s")
+    # Frames the model skips are dropped from the video (never written unredacted); the budget
+    # is generous because a loaded CPU can take seconds for a frame.
     redaction = RedactionSpec(concepts=prompts, outputs=(str(video),), draw=RedactConfig(),
-                              on_missing=OnMissing.DROP)  # fmt: skip
+                              on_missing=OnMissing.DROP, budget_s=5.0)  # fmt: skip
     spec = StreamSpec(args.source, stream_id="demo", concepts=tuple(Concept(p) for p in prompts),
                       realtime=True, redaction=redaction)  # fmt: skip
     snapshot = SnapshotSink()

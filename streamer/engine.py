@@ -129,9 +129,11 @@ class Engine:
             self._nats_task = self._tg.create_task(sink.run(), name="nats-sink")
         return self
 
-    async def __aexit__(self, *exc: Any) -> bool | None:
+    async def __aexit__(self, *exc: Any) -> None:
+        # Shut down first, then close the TaskGroup as if the body had ended normally: an error
+        # raised in the body then reaches the caller as itself, not wrapped in an ExceptionGroup.
         await self.shutdown()
-        return await self._tg.__aexit__(*exc)
+        await self._tg.__aexit__(None, None, None)
 
     # --- streams ------------------------------------------------------------------------
     @property
@@ -210,10 +212,10 @@ class Engine:
         self.hub.close()
         if self._log_task is not None:
             await _drain_or_cancel([self._log_task], drain)
-        if self._worker_task is not None:
-            await _drain_or_cancel([self._worker_task], 0)
         if self._nats_task is not None:
             await _drain_or_cancel([self._nats_task], drain)
+        if self._worker_task is not None:
+            await _drain_or_cancel([self._worker_task], 0)
 
     # --- internals ----------------------------------------------------------------------
     async def _run(self, session: Session) -> None:
