@@ -19,7 +19,9 @@ from model.box_ops import xyxy_to_cxcywh
 from model.frame_model import FrameDetections, TrackOutput
 from model.geometry import GeometryPrompt
 from model.memory_bank import MemoryBatch
+from model.sam.mask_decoder import resize_logits
 from model.sam3 import Sam3
+from model.tracker import MASK_OUT_BIAS, MASK_OUT_SCALE
 from model.tracker_types import ObjectPrompt, TrackerFeatures, TrackStepOutput
 from model.types import Concept
 
@@ -160,9 +162,21 @@ class Sam3FrameModel:
         return _output(self.model.tracker.track_step(_frame(features).tracker, memory))
 
     def prompt(self, features: object, prompts: Sequence[ObjectPrompt]) -> TrackOutput:
+        """Memories of prompted objects come from their high-resolution masks, as officially:
+        a mask prompt's own 16g mask (x20 - 10), a click prediction upsampled to the image."""
         step = self.model.tracker.track_step(_frame(features).tracker, None, prompts, high_res=True)
         assert step.high_res_masks is not None
-        return _output(step)._replace(memory_logits=step.high_res_masks[:, 0])
+        size = self.model.config.tracker.memory_mask_size
+        rows = []
+        for i, p in enumerate(prompts):
+            if p.mask is not None:
+                m16 = resize_logits(
+                    p.mask.float()[None, None].to(self.device), size, antialias=True
+                )
+                rows.append(m16 * MASK_OUT_SCALE + MASK_OUT_BIAS)
+            else:
+                rows.append(resize_logits(step.high_res_masks[i : i + 1], size, antialias=True))
+        return _output(step)._replace(memory_logits=torch.cat(rows)[:, 0])  # B x 16g x 16g
 
     def encode_memory(
         self,

@@ -204,7 +204,7 @@ def run_frame(
             [
                 (mem_logits[alive], present[alive], False),
                 _for_memory(user, True),
-                _for_memory(spawn, False),
+                _for_memory(spawn, True),
             ],
             cfg.memory_bf16,
         )
