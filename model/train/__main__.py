@@ -55,6 +55,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--tracker-steps", type=int, default=TrackerSchedule.steps)
     p.add_argument("--clip-frames", type=int, default=TrackerSchedule.clip_frames)
     p.add_argument("--tracker-lr", type=float, default=TrackerSchedule.lr)
+    p.add_argument("--fp32", action="store_true", help="no bfloat16 autocast (it is on by default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
@@ -109,6 +110,7 @@ def _detector_phase(
         prompts_per_image=args.prompts,
         lr=args.lr,
         aux_repeats=args.aux_repeats,
+        bf16=not args.fp32,
     )
     print(f"detector phase: {schedule}", flush=True)
     optimizer = make_optimizer(model.detector, schedule.lr, schedule.weight_decay)

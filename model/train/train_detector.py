@@ -31,6 +31,7 @@ class DetectorSchedule:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     aux_repeats: int = 1  # > 1: one-to-many matching on the intermediate decoder layers
+    bf16: bool = True  # bfloat16 autocast for the forward pass (AMX / tensor cores); losses in fp32
     weights: LossWeights = field(default_factory=LossWeights)
 
 
@@ -61,21 +62,22 @@ def predictions_from(out: DetectorOutput) -> DetectionPredictions:
     """Stack the aux layers and the final layer into the criterion's (L, P, ...) layout."""
     layers = (*out.aux, out)
     return DetectionPredictions(
-        scores=torch.stack([layer.logits for layer in layers]),  # L x P x Q
-        boxes=torch.stack([layer.boxes for layer in layers]),  # L x P x Q x 4
-        presence=torch.stack([layer.presence_logits for layer in layers]),  # L x P
-        masks=out.mask_logits,
-        semantic=out.semantic_logits,
+        scores=torch.stack([layer.logits for layer in layers]).float(),  # L x P x Q
+        boxes=torch.stack([layer.boxes for layer in layers]).float(),  # L x P x Q x 4
+        presence=torch.stack([layer.presence_logits for layer in layers]).float(),  # L x P
+        masks=out.mask_logits.float(),
+        semantic=out.semantic_logits.float(),
     )
 
 
 def detector_loss(
     detector: Detector, batch: DetectionBatch, tokens: TokenBatch, schedule: DetectorSchedule
 ) -> LossTerms:
-    image = detector.encode_image(batch.images)
-    text = detector.encode_text(tokens.ids, tokens.padding_mask)
-    prompt = detector.encode_prompt(image, text, None, batch.image_index)
-    out = detector.decode(image, prompt, aux=True)
+    with torch.autocast(batch.images.device.type, dtype=torch.bfloat16, enabled=schedule.bf16):
+        image = detector.encode_image(batch.images)
+        text = detector.encode_text(tokens.ids, tokens.padding_mask)
+        prompt = detector.encode_prompt(image, text, None, batch.image_index)
+        out = detector.decode(image, prompt, aux=True)
     return detection_loss(
         predictions_from(out), batch.targets, schedule.weights, schedule.aux_repeats
     )

@@ -45,6 +45,7 @@ class TrackerSchedule:
     mask_dice: float = 1.0
     object_score: float = 1.0
     iou: float = 1.0
+    bf16: bool = True  # bfloat16 autocast for the network calls; losses in fp32
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,13 @@ def clip_loss(
     detector: Detector, tracker: Tracker, clip: ClipTargets, schedule: TrackerSchedule
 ) -> TrackerTerms:
     """Run the clip through the tracker (frame 0 prompted) and sum the losses of frames 1..T-1."""
+    with torch.autocast(clip.images.device.type, dtype=torch.bfloat16, enabled=schedule.bf16):
+        return _clip_loss(detector, tracker, clip, schedule)
+
+
+def _clip_loss(
+    detector: Detector, tracker: Tracker, clip: ClipTargets, schedule: TrackerSchedule
+) -> TrackerTerms:
     features = tracker_features(detector, tracker, clip.images)
     num_frames, num_objects = clip.visible.shape
     low = tracker.config.low_res_size
@@ -150,11 +158,10 @@ def clip_loss(
         frame = _frame(features, t)
         out = tracker.track_step(frame, _memory_batch(memories, pointers, t, num_recent))
         visible = clip.visible[t]  # N
-        score = score + F.binary_cross_entropy_with_logits(
-            out.object_score_logits[:, 0], visible.float()
-        )
+        object_scores = out.object_score_logits[:, 0].float()  # N
+        score = score + F.binary_cross_entropy_with_logits(object_scores, visible.float())
         if visible.any():
-            pred = out.low_res_masks[visible, 0].flatten(1)  # V x (4g)^2
+            pred = out.low_res_masks[visible, 0].float().flatten(1)  # V x (4g)^2
             gt = gt_low[t, visible].flatten(1)
             with torch.no_grad():
                 hard, gt_hard = pred > 0, gt > 0.5
@@ -162,10 +169,10 @@ def clip_loss(
                 union = (hard | gt_hard).sum(1).float().clamp(min=1)
                 achieved = inter / union
             ious.append(achieved)
-            iou_l1 = iou_l1 + F.l1_loss(out.iou_scores[visible], achieved)
+            iou_l1 = iou_l1 + F.l1_loss(out.iou_scores[visible].float(), achieved)
             # objects judged absent carry a constant placeholder mask (no gradient): their
             # supervision is the object-score term
-            judged = out.object_score_logits[visible, 0] > 0
+            judged = object_scores[visible] > 0
             if judged.any():
                 pred, gt = pred[judged], gt[judged]
                 focal = focal + sigmoid_focal_loss(pred, gt, alpha=-1, gamma=2.0).mean(1).mean()
