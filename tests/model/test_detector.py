@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -205,3 +206,48 @@ def test_segmentation_head_shapes_with_shared_skips() -> None:
     with torch.inference_mode():
         masks, semantic = head(fused, (4, 4), skips, torch.zeros(3, dtype=torch.long), prompt, padding, torch.randn(3, Q, C))
     assert masks.shape == (3, Q, 16, 16) and semantic.shape == (3, 1, 16, 16)
+
+
+# --- reduced precision and devices ------------------------------------------------------------
+
+
+def _converted(detector: Detector, device: str, dtype: torch.dtype) -> Detector:
+    model = copy.deepcopy(detector)
+    model._apply(lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device))  # RoPE stays complex
+    return model
+
+
+def _points_and_boxes() -> GeometryPrompt:
+    boxes = _boxes(1)
+    points = torch.tensor([[[0.3, 0.6], [0.7, 0.2]]])
+    flags = torch.tensor([[True, False]])
+    return replace(boxes, points=points, point_labels=flags, point_padding=torch.zeros_like(flags))
+
+
+def _assert_close_in_bf16(low: DetectorOutput, ref: DetectorOutput) -> None:
+    assert torch.isfinite(low.mask_logits.float()).all()
+    torch.testing.assert_close(low.scores.float().cpu(), ref.scores, atol=0.03, rtol=0)
+    torch.testing.assert_close(low.boxes.float().cpu(), ref.boxes, atol=0.03, rtol=0)
+
+
+def test_bfloat16_stays_close_to_float32(detector: Detector) -> None:
+    """The CUDA path's dtype, checked on CPU: every op (ROI align, grid sample, SDPA) runs in bf16."""
+    images, ids = _inputs(1, seed=5)
+    low = _converted(detector, "cpu", torch.bfloat16)
+    with torch.inference_mode():
+        ref = detector(images, ids, _points_and_boxes())
+        out = low(images.bfloat16(), ids, _points_and_boxes())
+    assert out.mask_logits.dtype == torch.bfloat16
+    _assert_close_in_bf16(out, ref)
+
+
+@pytest.mark.gpu
+def test_cuda_bfloat16_matches_cpu(detector: Detector) -> None:
+    images, ids = _inputs(2, seed=6)
+    gpu = _converted(detector, "cuda", torch.bfloat16)
+    geometry = _boxes(2)
+    on_gpu = GeometryPrompt(*(t.cuda() for t in vars(geometry).values()))
+    with torch.inference_mode():
+        ref = detector(images, ids, geometry)
+        out = gpu(images.cuda().bfloat16(), ids.cuda(), on_gpu)
+    _assert_close_in_bf16(out, ref)
