@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
 from streamer.engine import Engine, StreamNotFound, StreamSpec
@@ -330,7 +331,7 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
         return _error_response(500, "internal error (see the engine log)")
 
 
-def _bearer(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _bearer(token: str | None) -> Middleware:
     expected = f"Bearer {token}".encode() if token else None
 
     @web.middleware

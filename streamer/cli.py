@@ -163,7 +163,7 @@ async def _until_done_or_signal(
     try:
         async with asyncio.TaskGroup() as tg:
             drawing = tg.create_task(board.run())
-            waiters = [tg.create_task(stop.wait())]
+            waiters: list[asyncio.Task[object]] = [tg.create_task(stop.wait())]
             if not forever:
                 waiters.append(tg.create_task(engine.join()))
             if duration is not None:

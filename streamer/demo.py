@@ -24,6 +24,7 @@ import numpy as np
 from model.types import Concept, FrameTrack
 from protocols import events as ev
 from streamer.engine import Engine, EngineConfig, StreamSpec
+from streamer.inference import Tracker
 from streamer.redact import RedactConfig
 from streamer.sinks.fanout import Subscription
 from streamer.sinks.redaction import OnMissing, RedactionSpec
@@ -75,7 +76,7 @@ def overlay(frame: Frame, track: FrameTrack) -> np.ndarray:
     return image
 
 
-async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], object], str]]) -> int:
+async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]) -> int:
     from streamer.cli import ModelChoice, UserError, _until_done_or_signal
 
     out_dir = Path(args.out_dir)
@@ -108,8 +109,8 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     elapsed = time.monotonic() - started
     if snapshot.best is not None:
         cv2.imwrite(str(png), cv2.cvtColor(overlay(*snapshot.best), cv2.COLOR_RGB2BGR))
-    for stream_id, error in engine.errors.items():
-        print(f"streamer demo: stream {stream_id} failed: {error}")
+    for stream_id, failure in engine.errors.items():
+        print(f"streamer demo: stream {stream_id} failed: {failure}")
     if session is None:
         return 1
     s = session.stats

@@ -98,13 +98,13 @@ def validate(value: Any, schema: Schema, path: str = "body") -> None:
     kind = schema["type"]
     if not isinstance(value, _TYPES[kind]) or (kind != "boolean" and isinstance(value, bool)):
         raise Invalid(f"{path}: expected {kind}, got {_json_type(value)}")
-    if kind == "object":
+    if isinstance(value, dict):
         _validate_object(value, schema, path)
-    elif kind == "array":
+    elif isinstance(value, list):
         _validate_array(value, schema, path)
-    elif kind == "string":
+    elif isinstance(value, str):
         _validate_string(value, schema, path)
-    elif kind in ("number", "integer"):
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         _validate_number(value, schema, path)
 
 
