@@ -95,8 +95,8 @@ class ScriptedDetector(Sam3FrameModel):
     def detect(self, features: object, concepts: Sequence[object]) -> list[FrameDetections]:
         scores, logits = scripted(self.t)
         self.t += 1
-        dtype = self._param.dtype
-        return [FrameDetections(scores.to(dtype), logits.to(dtype), torch.zeros(len(scores), 4))]
+        p = self._param
+        return [FrameDetections(scores.to(p), logits.to(p), torch.zeros(len(scores), 4).to(p))]
 
 
 def build_pair(seed: int = 0) -> tuple[Sam3VideoModel, Sam3]:
@@ -172,9 +172,9 @@ def hf_step(hf: Sam3VideoModel, session: Sam3VideoInferenceSession, pixels: torc
     scores, logits = scripted(t)
     keep = scores > 0.5
     det_out = {
-        "bbox": torch.zeros(int(keep.sum()), 4),
-        "mask": logits[keep],
-        "scores": scores[keep],
+        "bbox": torch.zeros(int(keep.sum()), 4, device=pixels.device),
+        "mask": logits[keep].to(pixels.device),
+        "scores": scores[keep].to(pixels.device),
     }
     hf.run_detection = lambda inference_session, vision_embeds: {0: det_out}
     out = hf(inference_session=session, frame=pixels)
