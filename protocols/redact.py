@@ -23,6 +23,9 @@ SECRET_PARAMS = frozenset(
     }
 )  # fmt: skip
 
+# Schemes whose "@" is not a user-info separator (`synthetic://WxH@FPS`) and that carry no secrets.
+NO_CREDENTIAL_SCHEMES = frozenset({"synthetic"})
+
 _USERINFO = re.compile(r"(?<=//)[^/?#@]*@")  # fallback for strings urlsplit refuses
 
 
@@ -35,6 +38,8 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced '[' in the host: still strip anything before '@'
         return _USERINFO.sub("", url)
+    if parts.scheme.lower() in NO_CREDENTIAL_SCHEMES:
+        return url
     netloc, query = parts.netloc, parts.query
     pairs = parse_qsl(query, keep_blank_values=True)
     secret_query = any(name.lower() in SECRET_PARAMS for name, _ in pairs)

@@ -27,6 +27,7 @@ from protocols.redact import redact_url
         ("rtsp://cam.local:554/stream1", "rtsp://cam.local:554/stream1"),
         ("/videos/a b.mp4", "/videos/a b.mp4"),
         ("synthetic://shapes?fps=30", "synthetic://shapes?fps=30"),
+        ("synthetic://640x360@15", "synthetic://640x360@15"),  # "@" separates the fps here
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
