@@ -157,7 +157,7 @@ class StreamStatus:
     latency_ms_p50: float = wire("p50")
     latency_ms_p99: float = wire("p99")
     drops: DropCounts = wire("dc", DropCounts())
-    subscriber_dropped: int = wire("sub", 0)  # events dropped for slow subscribers, all sinks
+    subscriber_dropped: int = wire("sub", 0)  # events this subscriber lost by being slow (its own queue)
 
 
 # --- concepts --------------------------------------------------------------------------------
