@@ -93,6 +93,9 @@ async function start() {
     }
   }
   current.viewer = await whepView(streamId, { headers: auth, onTrack: showVideo, onEvent: onEvent });
+  // ConceptsChanged is only sent on a change: a viewer that joins later asks for the table once.
+  const table = await api(`/v1/streams/${encodeURIComponent(streamId)}/concepts`);
+  for (const c of table.concepts) if (!concepts.has(c.concept_id)) concepts.set(c.concept_id, c.text ?? `exemplar ${c.concept_id}`);
   stats.running = true;
   $("start").disabled = true;
   $("stop").disabled = false;

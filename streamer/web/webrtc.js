@@ -33,9 +33,9 @@ async function exchange(pc, url, headers) {
 function session(pc, resource, headers) {
   return {
     pc, resource,
-    async stop() {
-      pc.close();
+    async stop() {  // DELETE first: a peer that hangs up before saying so looks like a drop
       await fetch(resource, { method: "DELETE", headers }).catch(() => {});
+      pc.close();
     },
   };
 }
