@@ -163,6 +163,11 @@ class DetrDecoder(nn.Module):
         bias_y = self.boxRPB_embed_y(_log_scale(delta_y)).permute(0, 3, 1, 2)  # P x heads x Q x H
         bias_x = self.boxRPB_embed_x(_log_scale(delta_x)).permute(0, 3, 1, 2)  # P x heads x Q x W
         num_prompts, heads, num_queries, _ = bias_y.shape
+        if torch.is_grad_enabled() and (bias_y.requires_grad or bias_x.requires_grad):
+            # training: `out=` writes are not differentiable, so build it out of place
+            body = bias_y[..., :, None] + bias_x[..., None, :]  # P x heads x Q x H x W
+            presence_row = body.new_zeros(num_prompts, heads, 1, height, width)
+            return torch.cat((presence_row, body), dim=2).flatten(3)  # P x heads x (1 + Q) x HW
         bias = bias_y.new_empty(num_prompts, heads, 1 + num_queries, height, width)
         bias[:, :, 0] = 0
         torch.add(bias_y[..., :, None], bias_x[..., None, :], out=bias[:, :, 1:])  # written in place
