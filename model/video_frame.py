@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from model.association import (
     AssociationThresholds,
@@ -24,31 +23,25 @@ from model.association import (
     mask_nms,
     update_hotstart,
 )
-from model.box_ops import mask_iou, masks_to_boxes
+from model.box_ops import mask_iou
 from model.config import VideoConfig
+from model.frame_io import UserPrompt, publish, user_prompt
 from model.frame_model import FrameModel, TrackOutput, eff_iou_score
 from model.lifecycle import Lifecycle, Track
 from model.mask_rules import (
     NO_OBJECT_LOGIT,
     fill_holes,
-    object_non_overlap,
     occlusion_suppression,
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
 from model.tracker_types import ObjectPrompt
 from model.types import (
-    BoxPrompt,
     Concept,
     EndReason,
     FrameTrack,
     ObjectEndedEvent,
-    ObjectStartedEvent,
-    PointPrompt,
-    TrackedObject,
 )
-
-UserPrompt = tuple[BoxPrompt | None, tuple[PointPrompt, ...]]
 
 
 @dataclass
@@ -96,7 +89,7 @@ def run_frame(
         user = _prompt(
             model,
             features,
-            [_user_prompt(st.prompts[o], st.image_size, model.image_size) for o in prompted_ids],
+            [user_prompt(st.prompts[o], st.image_size, model.image_size) for o in prompted_ids],
         )
     prop_logits = fill_holes(prop.mask_logits, cfg.fill_hole_area)  # M x m x m
     trk_bin = prop_logits > 0
@@ -238,7 +231,9 @@ def run_frame(
         ]
     )
     with _timed(timings, "output"):
-        objects, started = _publish(life, st, owners, out_logits, out_probs, t)
+        objects, started = publish(
+            life, st.image_size, st.clock_s, owners, out_logits, out_probs, t
+        )
     for track in [tr for tr in st.tracks.values() if life.is_lost(tr, st.clock_s)]:
         if (event := life.end(st.tracks.pop(track.object_id), EndReason.LOST)) is not None:
             ended.append(event)
@@ -302,18 +297,6 @@ def _empty_output(model: FrameModel) -> TrackOutput:
     return TrackOutput(torch.zeros(0, m, m, device=device), z, z, torch.zeros(0, 0, device=device))
 
 
-def _user_prompt(prompt: UserPrompt, size: tuple[int, int], image_size: int) -> ObjectPrompt:
-    """Input-pixel box / clicks -> model-input pixels (the frame is resized to a square)."""
-    box, points = prompt
-    scale = torch.tensor([image_size / size[1], image_size / size[0]])
-    xy = torch.tensor([p.xy for p in points], dtype=torch.float32).reshape(-1, 2) * scale
-    labels = torch.tensor([1 if p.positive else 0 for p in points], dtype=torch.long)
-    corners = None if box is None else torch.tensor(box.xyxy, dtype=torch.float32) * scale.repeat(2)
-    return ObjectPrompt(
-        points=xy if points else None, labels=labels if points else None, box=corners
-    )
-
-
 def _not_over(
     new_dets: Sequence[int], det_bin: torch.Tensor, taken: torch.Tensor, iou: float
 ) -> list[int]:
@@ -356,61 +339,6 @@ def _reassociate(
         if lost[j] not in pairs and new_dets[d] not in pairs.values():
             pairs[lost[j]] = new_dets[d]
     return pairs
-
-
-def _publish(
-    life: Lifecycle,
-    st: FrameState,
-    owners: Sequence[Track],
-    logits: torch.Tensor,
-    probs: torch.Tensor,
-    t: int,
-) -> tuple[tuple[TrackedObject, ...], tuple[ObjectStartedEvent, ...]]:
-    """Low-res logits of `owners` -> published objects at the input size, non-overlapping."""
-    height, width = st.image_size
-    visible = (logits > 0).flatten(1).any(1)
-    for k, track in enumerate(owners):
-        if bool(visible[k]):
-            track.last_seen_s = st.clock_s
-            track.last_mask = (logits[k] > 0).clone()
-    chosen = [k for k, tr in enumerate(owners) if life.may_publish(tr, t)]
-    if not chosen:
-        return (), ()
-    masks = (
-        F.interpolate(
-            logits[chosen][:, None].float(),
-            size=(height, width),
-            mode="bilinear",
-            align_corners=False,
-        )[:, 0]
-        > 0
-    )
-    nonempty = [k for k in range(len(chosen)) if bool(masks[k].any())]
-    chosen, masks = [chosen[k] for k in nonempty], masks[nonempty]
-    group_ids = torch.tensor(
-        [owners[k].group for k in chosen], dtype=torch.long, device=masks.device
-    )
-    masks = object_non_overlap(masks, probs[chosen], group_ids)
-    boxes = masks_to_boxes(masks).tolist()
-    host = masks.cpu().numpy()
-    objects, started = [], []
-    for row, k in enumerate(chosen):
-        track = owners[k]
-        score = track.spawn_score if track.concept_id is not None else float(probs[k])
-        objects.append(
-            TrackedObject(
-                track.object_id,
-                track.concept_id,
-                score,
-                tuple(boxes[row]),
-                host[row],
-                life.state(track),
-            )
-        )
-        if (event := life.publish(track)) is not None:
-            started.append(event)
-    order = sorted(range(len(objects)), key=lambda r: objects[r].object_id)
-    return tuple(objects[r] for r in order), tuple(sorted(started, key=lambda e: e.object_id))
 
 
 MemoryGroup = tuple[torch.Tensor, torch.Tensor, bool]  # logits (B, H, W), scores (B,), from clicks
