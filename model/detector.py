@@ -173,8 +173,8 @@ class Detector(nn.Module):
         logits, boxes and presence (deep supervision for training)."""
         coarse = image.detector_maps[-1]  # B x C x h x w
         feature_size = (coarse.shape[2], coarse.shape[3])
-        tokens = coarse.flatten(2).transpose(1, 2)  # B x hw x C
-        pos = image.detector_pos[-1][:1].flatten(2).transpose(1, 2)  # 1 x hw x C (same for all)
+        tokens = coarse.flatten(2).transpose(1, 2).contiguous()  # B x hw x C
+        pos = image.detector_pos[-1][:1].flatten(2).transpose(1, 2).contiguous()  # 1 x hw x C, all images
 
         fused = self.transformer.encoder(
             tokens, pos, prompt.tokens, prompt.padding_mask, prompt.image_index

@@ -134,8 +134,10 @@ class GeometryEncoder(nn.Module):
         tokens = self.norm(self.final_proj(torch.cat(parts, dim=1)))  # P x T x C
         token_padding = torch.cat(padding, dim=1)  # P x T
 
-        memory = select_rows(image.flatten(2).transpose(1, 2), image_index, num_prompts)  # P x HW x C
-        memory_pos = image_pos[:1].flatten(2).transpose(1, 2)  # 1 x HW x C, same for every image
+        # Contiguous once here rather than a strided copy inside every layer's projections.
+        memory = image.flatten(2).transpose(1, 2).contiguous()  # B x HW x C
+        memory = select_rows(memory, image_index, num_prompts)  # P x HW x C
+        memory_pos = image_pos[:1].flatten(2).transpose(1, 2).contiguous()  # 1 x HW x C, same for all
         for layer in self.encode:
             tokens = layer(tokens, memory, memory_pos=memory_pos, padding_mask=token_padding)
         return self.encode_norm(tokens), token_padding
