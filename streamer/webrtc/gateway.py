@@ -53,9 +53,8 @@ class WebRtcGateway:
     ) -> None:
         self.engine = engine
         self.config = config or WebRtcConfig()
-        self.ice_hosts = self.config.ice_hosts
-        if self.ice_hosts is None:
-            self.ice_hosts = ice_hosts_for(bind_host)
+        hosts = self.config.ice_hosts
+        self.ice_hosts: tuple[str, ...] = ice_hosts_for(bind_host) if hosts is None else hosts
         self.peers = PeerRegistry(self.config.max_peers)
         self.egress: dict[str, VideoEgress] = {}  # stream id -> its egress (newest session)
         engine.frame_taps.append(self._tap)

@@ -42,7 +42,7 @@ def ice_hosts_for(bind_host: str) -> tuple[str, ...]:
 def use_host_addresses(hosts: Sequence[str]) -> None:
     """Offer exactly `hosts` as ICE host candidates from now on; () restores aioice's default."""
     if not hosts:
-        aioice.ice.get_host_addresses = _AIOICE_DEFAULT
+        aioice.ice.get_host_addresses = _AIOICE_DEFAULT  # type: ignore[assignment]
         return
     chosen = list(hosts)
 
