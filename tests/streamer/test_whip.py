@@ -7,6 +7,7 @@ import pytest
 
 from protocols.events import FrameResult, ObjectStarted
 from protocols.subscribe import subscribe
+from streamer.api import ApiConfig
 from streamer.engine import Engine, EngineConfig
 from streamer.sources.webrtc import WhipSource
 from streamer.webrtc import GATEWAY
@@ -98,3 +99,16 @@ async def test_bad_offers_get_clear_errors(content_type: str, body: str, status:
         payload = await r.json()
         assert r.status == status and needle in payload["error"], payload
         assert not eng.sessions and len(client.app[GATEWAY].peers) == 0
+
+
+async def test_token_is_required_on_whip_but_not_on_the_page_files() -> None:
+    async with running_api(engine(), ApiConfig(token="s3cret")) as (eng, client):
+        base = str(client.make_url("")).rstrip("/")
+        assert (await client.get("/")).status == 200
+        assert (await client.get("/web/app.js")).status == 200
+        assert (await client.get("/v1/streams")).status == 401
+        with pytest.raises(AssertionError, match="401"):
+            await publish(client.session, base, "cam")
+        publisher = await publish(client.session, base, "cam", token="s3cret")
+        assert (await client.delete(publisher.location)).status == 401  # DELETE needs it too
+        assert await publisher.delete(client.session, base, token="s3cret") == 200
