@@ -33,7 +33,14 @@ from model.detector import Detector
 from model.geometry import GeometryPrompt
 
 SMALL_TRUNK = {"width": 64, "depth": 2, "num_heads": 2, "mlp_dim": 128}
-SMALL_TEXT = {"width": 64, "depth": 2, "num_heads": 2, "mlp_dim": 128, "vocab_size": 1024, "projection_dim": 64}
+SMALL_TEXT = {
+    "width": 64,
+    "depth": 2,
+    "num_heads": 2,
+    "mlp_dim": 128,
+    "vocab_size": 1024,
+    "projection_dim": 64,
+}
 
 
 def bench_config(name: str) -> Sam3Config:
@@ -52,7 +59,9 @@ def bench_config(name: str) -> Sam3Config:
     return CONFIGS[name]
 
 
-def timed(fns: dict[str, Callable[[], object]], *, warmup: int, iters: int, device: torch.device) -> dict[str, float]:
+def timed(
+    fns: dict[str, Callable[[], object]], *, warmup: int, iters: int, device: torch.device
+) -> dict[str, float]:
     """Milliseconds per call of each function: the minimum over `iters` rounds after `warmup` rounds.
 
     The functions alternate within every round, so a busy machine slows all of them alike; the
@@ -76,24 +85,34 @@ def timed(fns: dict[str, Callable[[], object]], *, warmup: int, iters: int, devi
 
 def commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "model", "bench"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "model", "bench"], capture_output=True, text=True
+        )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def inputs(cfg: Sam3Config, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, GeometryPrompt]:
+def inputs(
+    cfg: Sam3Config, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, GeometryPrompt]:
     gen = torch.Generator().manual_seed(0)
     size = cfg.vit.image_size
     images = (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).to(device, dtype)
     ids = torch.zeros(1, cfg.text.context_length, dtype=torch.long)
     ids[0, :5] = torch.randint(1, cfg.text.vocab_size, (5,), generator=gen)
-    geometry = GeometryPrompt.from_boxes([torch.tensor([[0.4, 0.5, 0.3, 0.4]])], [torch.tensor([True])], device=device)
+    geometry = GeometryPrompt.from_boxes(
+        [torch.tensor([[0.4, 0.5, 0.3, 0.4]])], [torch.tensor([True])], device=device
+    )
     return images, ids.to(device), geometry
 
 
-def our_components(det: Detector, images: torch.Tensor, ids: torch.Tensor, geometry: GeometryPrompt, concepts: int) -> dict[str, Callable[[], object]]:
+def our_components(
+    det: Detector, images: torch.Tensor, ids: torch.Tensor, geometry: GeometryPrompt, concepts: int
+) -> dict[str, Callable[[], object]]:
     """Closures over precomputed inputs, one per component."""
     image = det.encode_image(images)
     text = det.encode_text(ids)
@@ -102,12 +121,22 @@ def our_components(det: Detector, images: torch.Tensor, ids: torch.Tensor, geome
     size = (coarse.shape[2], coarse.shape[3])
     tokens = coarse.flatten(2).transpose(1, 2)
     pos = image.detector_pos[-1][:1].flatten(2).transpose(1, 2)
-    fused = det.transformer.encoder(tokens, pos, prompt.tokens, prompt.padding_mask, prompt.image_index)
+    fused = det.transformer.encoder(
+        tokens, pos, prompt.tokens, prompt.padding_mask, prompt.image_index
+    )
     decoded = det.transformer.decoder(fused, pos, size, prompt.tokens, prompt.padding_mask)
 
     def heads() -> object:
         det.dot_prod_scoring(decoded.hidden[-1], prompt.tokens, prompt.padding_mask)
-        return det.segmentation_head(fused, size, image.detector_maps[:-1], prompt.image_index, prompt.tokens, prompt.padding_mask, decoded.hidden[-1])
+        return det.segmentation_head(
+            fused,
+            size,
+            image.detector_maps[:-1],
+            prompt.image_index,
+            prompt.tokens,
+            prompt.padding_mask,
+            decoded.hidden[-1],
+        )
 
     many = det.encode_prompt(
         image,
@@ -120,15 +149,21 @@ def our_components(det: Detector, images: torch.Tensor, ids: torch.Tensor, geome
         "vision": lambda: det.encode_image(images),
         "text": lambda: det.encode_text(ids),
         "prompt": lambda: det.encode_prompt(image, text, geometry),
-        "fusion": lambda: det.transformer.encoder(tokens, pos, prompt.tokens, prompt.padding_mask, prompt.image_index),
-        "decoder": lambda: det.transformer.decoder(fused, pos, size, prompt.tokens, prompt.padding_mask),
+        "fusion": lambda: det.transformer.encoder(
+            tokens, pos, prompt.tokens, prompt.padding_mask, prompt.image_index
+        ),
+        "decoder": lambda: det.transformer.decoder(
+            fused, pos, size, prompt.tokens, prompt.padding_mask
+        ),
         "heads": heads,
         "total": lambda: det(images, ids, geometry),
         f"{concepts} concepts": lambda: det.decode(image, many),
     }
 
 
-def hf_components(hf: torch.nn.Module, images: torch.Tensor, ids: torch.Tensor, concepts: int) -> dict[str, Callable[[], object]]:
+def hf_components(
+    hf: torch.nn.Module, images: torch.Tensor, ids: torch.Tensor, concepts: int
+) -> dict[str, Callable[[], object]]:
     """The same stages through HF's sub-modules, fed exactly what `Sam3Model.forward` feeds them."""
     mask = (ids != 0).long()
     boxes = torch.tensor([[[0.4, 0.5, 0.3, 0.4]]], device=images.device, dtype=images.dtype)
@@ -139,7 +174,11 @@ def hf_components(hf: torch.nn.Module, images: torch.Tensor, ids: torch.Tensor, 
 
     def geometry() -> torch.Tensor:
         return hf.geometry_encoder(
-            box_embeddings=boxes, box_mask=labels.bool(), box_labels=labels, img_feats=levels, img_pos_embeds=level_pos
+            box_embeddings=boxes,
+            box_mask=labels.bool(),
+            box_labels=labels,
+            img_feats=levels,
+            img_pos_embeds=level_pos,
         )
 
     geo = geometry()
@@ -147,7 +186,12 @@ def hf_components(hf: torch.nn.Module, images: torch.Tensor, ids: torch.Tensor, 
     prompt_mask = torch.cat([mask.bool(), geo.attention_mask], dim=1)
 
     def fusion():  # type: ignore[no-untyped-def]
-        return hf.detr_encoder(vision_features=[levels[-1]], text_features=prompt, vision_pos_embeds=[level_pos[-1]], text_mask=prompt_mask)
+        return hf.detr_encoder(
+            vision_features=[levels[-1]],
+            text_features=prompt,
+            vision_pos_embeds=[level_pos[-1]],
+            text_mask=prompt_mask,
+        )
 
     encoded = fusion()
 
@@ -173,11 +217,23 @@ def hf_components(hf: torch.nn.Module, images: torch.Tensor, ids: torch.Tensor, 
         )
 
     def total() -> object:
-        return hf(pixel_values=images, input_ids=ids, attention_mask=mask, input_boxes=boxes, input_boxes_labels=labels)
+        return hf(
+            pixel_values=images,
+            input_ids=ids,
+            attention_mask=mask,
+            input_boxes=boxes,
+            input_boxes_labels=labels,
+        )
 
     def many() -> None:
         for _ in range(concepts):
-            hf(vision_embeds=vision, input_ids=ids, attention_mask=mask, input_boxes=boxes, input_boxes_labels=labels)
+            hf(
+                vision_embeds=vision,
+                input_ids=ids,
+                attention_mask=mask,
+                input_boxes=boxes,
+                input_boxes_labels=labels,
+            )
 
     return {
         "vit": lambda: hf.vision_encoder.backbone(images),
@@ -193,15 +249,23 @@ def hf_components(hf: torch.nn.Module, images: torch.Tensor, ids: torch.Tensor, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="tiny", help="tiny | sam3 | sam3-heads | any CONFIGS name")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", default="tiny", help="tiny | sam3 | sam3-heads | any CONFIGS name"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    parser.add_argument("--concepts", type=int, default=4, help="concepts on one image for the multi-concept row")
-    parser.add_argument("--no-hf", action="store_true", help="time ours only (e.g. full size on a GPU)")
+    parser.add_argument(
+        "--concepts", type=int, default=4, help="concepts on one image for the multi-concept row"
+    )
+    parser.add_argument(
+        "--no-hf", action="store_true", help="time ours only (e.g. full size on a GPU)"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -223,10 +287,14 @@ def main() -> None:
 
         modeling = importlib.import_module("transformers.models.sam3.modeling_sam3")
         if not hasattr(modeling, "torchvision"):  # box prompts need roi_align; serve ours
-            modeling.torchvision = types.SimpleNamespace(ops=types.SimpleNamespace(roi_align=_hf_roi_align))
+            modeling.torchvision = types.SimpleNamespace(
+                ops=types.SimpleNamespace(roi_align=_hf_roi_align)
+            )
         ours, hf = build_pair(cfg)
         hf = hf.to(device, dtype)
-        ours._apply(lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device))  # keep RoPE complex
+        ours._apply(
+            lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)
+        )  # keep RoPE complex
         print(f"HF attention: {hf.config._attn_implementation}")
     images, ids, geometry = inputs(cfg, device, dtype)
 
@@ -234,9 +302,17 @@ def main() -> None:
         rows = {"ours": our_components(ours, images, ids, geometry, args.concepts)}
         if hf is not None:
             rows["hf"] = hf_components(hf, images, ids, args.concepts)
-        print(f"{'component':<12} {'ours ms':>10}" + (f" {'hf ms':>10} {'hf/ours':>8}" if hf is not None else ""))
+        print(
+            f"{'component':<12} {'ours ms':>10}"
+            + (f" {'hf ms':>10} {'hf/ours':>8}" if hf is not None else "")
+        )
         for name in rows["ours"]:
-            ms = timed({who: fns[name] for who, fns in rows.items()}, warmup=args.warmup, iters=args.iters, device=device)
+            ms = timed(
+                {who: fns[name] for who, fns in rows.items()},
+                warmup=args.warmup,
+                iters=args.iters,
+                device=device,
+            )
             line = f"{name:<12} {ms['ours']:>10.2f}"
             if "hf" in ms:
                 line += f" {ms['hf']:>10.2f} {ms['hf'] / ms['ours']:>7.2f}x"

@@ -76,7 +76,9 @@ class DecoderLayer(nn.Module):
         """
         q = x + query_pos
         x = self.norm2(x + self.self_attn(q, q, x))
-        x = self.catext_norm(x + self.ca_text(x + query_pos, prompt, prompt, key_padding_mask=prompt_padding))
+        x = self.catext_norm(
+            x + self.ca_text(x + query_pos, prompt, prompt, key_padding_mask=prompt_padding)
+        )
         x = self.norm1(x + self.cross_attn(x + query_pos, memory_keys, memory, attn_mask=box_bias))
         return self.norm3(x + self.linear2(F.relu(self.linear1(x))))
 
@@ -140,7 +142,9 @@ class DetrDecoder(nn.Module):
             queries = self.norm(x[:, 1:])  # P x Q x C
             refined = (inverse_sigmoid(boxes) + self.bbox_embed(queries)).sigmoid()  # P x Q x 4
             # The official clamp of this logit to +-10 discards its result; we do not clamp either.
-            presence_logit = self.presence_token_head(self.presence_token_out_norm(x[:, 0])).squeeze(-1)
+            presence_logit = self.presence_token_head(
+                self.presence_token_out_norm(x[:, 0])
+            ).squeeze(-1)
             hidden.append(queries)
             all_boxes.append(refined)
             presence.append(presence_logit)
@@ -170,7 +174,9 @@ class DetrDecoder(nn.Module):
             return torch.cat((presence_row, body), dim=2).flatten(3)  # P x heads x (1 + Q) x HW
         bias = bias_y.new_empty(num_prompts, heads, 1 + num_queries, height, width)
         bias[:, :, 0] = 0
-        torch.add(bias_y[..., :, None], bias_x[..., None, :], out=bias[:, :, 1:])  # written in place
+        torch.add(
+            bias_y[..., :, None], bias_x[..., None, :], out=bias[:, :, 1:]
+        )  # written in place
         return bias.flatten(3)  # P x heads x (1 + Q) x HW
 
 

@@ -105,21 +105,39 @@ class Detector(nn.Module):
         super().__init__()
         det = config.detector
         if det.d_model != config.neck.d_model:
-            raise ValueError(f"detector d_model {det.d_model} != neck d_model {config.neck.d_model}")
+            raise ValueError(
+                f"detector d_model {det.d_model} != neck d_model {config.neck.d_model}"
+            )
         factory = {"device": device, "dtype": dtype}
         eps = det.layer_norm_eps
         self.config = config
         self.backbone = Sam3Backbone(config.vit, config.neck, config.text, **factory)
         self.geometry_encoder = GeometryEncoder(
-            det.d_model, det.num_heads, det.ffn_dim, det.geometry_layers, roi_size=det.roi_size, eps=eps, **factory
+            det.d_model,
+            det.num_heads,
+            det.ffn_dim,
+            det.geometry_layers,
+            roi_size=det.roi_size,
+            eps=eps,
+            **factory,
         )
         self.transformer = DetrTransformer(
-            FusionEncoder(det.d_model, det.num_heads, det.ffn_dim, det.fusion_layers, eps=eps, **factory),
+            FusionEncoder(
+                det.d_model, det.num_heads, det.ffn_dim, det.fusion_layers, eps=eps, **factory
+            ),
             DetrDecoder(
-                det.d_model, det.num_heads, det.ffn_dim, det.decoder_layers, det.num_queries, eps=eps, **factory
+                det.d_model,
+                det.num_heads,
+                det.ffn_dim,
+                det.decoder_layers,
+                det.num_queries,
+                eps=eps,
+                **factory,
             ),
         )
-        self.dot_prod_scoring = DotProductScoring(det.d_model, det.ffn_dim, clamp=det.score_clamp, **factory)
+        self.dot_prod_scoring = DotProductScoring(
+            det.d_model, det.ffn_dim, clamp=det.score_clamp, **factory
+        )
         self.segmentation_head = SegmentationHead(
             det.d_model, det.num_heads, det.upsampling_stages, eps=eps, **factory
         )
@@ -133,7 +151,9 @@ class Detector(nn.Module):
         """
         return self.backbone.forward_image(images, detector=True, tracker=tracker)
 
-    def encode_text(self, token_ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> TextFeatures:
+    def encode_text(
+        self, token_ids: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> TextFeatures:
         """token_ids: T x L int64 (id 0 = padding unless a mask is given) -> T x L x C tokens."""
         return self.backbone.forward_text(token_ids, padding_mask)
 
@@ -155,31 +175,41 @@ class Detector(nn.Module):
         coarse = image.detector_maps[-1]  # B x C x h x w
         if image_index is None:
             if coarse.shape[0] != num_prompts:
-                raise ValueError(f"{num_prompts} prompts for {coarse.shape[0]} images: pass image_index")
+                raise ValueError(
+                    f"{num_prompts} prompts for {coarse.shape[0]} images: pass image_index"
+                )
             image_index = torch.arange(num_prompts, device=coarse.device)
         if geometry is None:
             geometry = GeometryPrompt.empty(num_prompts, device=coarse.device)
         if geometry.num_prompts != num_prompts:
             raise ValueError(f"geometry has {geometry.num_prompts} prompts, text has {num_prompts}")
-        geo_tokens, geo_padding = self.geometry_encoder(geometry, coarse, image.detector_pos[-1], image_index)
+        geo_tokens, geo_padding = self.geometry_encoder(
+            geometry, coarse, image.detector_pos[-1], image_index
+        )
         tokens = torch.cat((text.tokens.to(geo_tokens.dtype), geo_tokens), dim=1)  # P x (L + T) x C
         padding = torch.cat((text.padding_mask, geo_padding), dim=1)  # P x (L + T)
         return PromptFeatures(tokens, padding, image_index)
 
     # --- fusion, decoding and heads -------------------------------------------------------
 
-    def decode(self, image: VisionFeatures, prompt: PromptFeatures, *, aux: bool = False) -> DetectorOutput:
+    def decode(
+        self, image: VisionFeatures, prompt: PromptFeatures, *, aux: bool = False
+    ) -> DetectorOutput:
         """Fuse, decode and predict for every prompt row. `aux=True` adds the earlier layers'
         logits, boxes and presence (deep supervision for training)."""
         coarse = image.detector_maps[-1]  # B x C x h x w
         feature_size = (coarse.shape[2], coarse.shape[3])
         tokens = coarse.flatten(2).transpose(1, 2).contiguous()  # B x hw x C
-        pos = image.detector_pos[-1][:1].flatten(2).transpose(1, 2).contiguous()  # 1 x hw x C, all images
+        pos = (
+            image.detector_pos[-1][:1].flatten(2).transpose(1, 2).contiguous()
+        )  # 1 x hw x C, all images
 
         fused = self.transformer.encoder(
             tokens, pos, prompt.tokens, prompt.padding_mask, prompt.image_index
         )  # P x hw x C
-        decoded = self.transformer.decoder(fused, pos, feature_size, prompt.tokens, prompt.padding_mask)
+        decoded = self.transformer.decoder(
+            fused, pos, feature_size, prompt.tokens, prompt.padding_mask
+        )
         queries = decoded.hidden[-1]  # P x Q x C
         scored = decoded.hidden if aux else queries[None]  # L' x P x Q x C
         logits = self.dot_prod_scoring(scored, prompt.tokens, prompt.padding_mask)  # L' x P x Q

@@ -56,7 +56,11 @@ class GeometryPrompt:
 
     @classmethod
     def from_boxes(
-        cls, boxes: list[torch.Tensor], labels: list[torch.Tensor], *, device: torch.device | None = None
+        cls,
+        boxes: list[torch.Tensor],
+        labels: list[torch.Tensor],
+        *,
+        device: torch.device | None = None,
     ) -> GeometryPrompt:
         """Pad per-prompt box lists: boxes[p] (N_p, 4) cxcywh normalised, labels[p] (N_p,) bool."""
         num = len(boxes)
@@ -121,7 +125,9 @@ class GeometryEncoder(nn.Module):
         """
         num_prompts = prompt.num_prompts
         _, dim, height, width = image.shape
-        pooled_map = self.img_pre_norm(image.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # B x C x H x W
+        pooled_map = self.img_pre_norm(image.permute(0, 2, 3, 1)).permute(
+            0, 3, 1, 2
+        )  # B x C x H x W
         parts, padding = [], []
         if prompt.points.shape[1] > 0:
             parts.append(self._encode_points(prompt, pooled_map, image_index))
@@ -137,7 +143,9 @@ class GeometryEncoder(nn.Module):
         # Contiguous once here rather than a strided copy inside every layer's projections.
         memory = image.flatten(2).transpose(1, 2).contiguous()  # B x HW x C
         memory = select_rows(memory, image_index, num_prompts)  # P x HW x C
-        memory_pos = image_pos[:1].flatten(2).transpose(1, 2).contiguous()  # 1 x HW x C, same for all
+        memory_pos = (
+            image_pos[:1].flatten(2).transpose(1, 2).contiguous()
+        )  # 1 x HW x C, same for all
         for layer in self.encode:
             tokens = layer(tokens, memory, memory_pos=memory_pos, padding_mask=token_padding)
         return self.encode_norm(tokens), token_padding
@@ -153,12 +161,16 @@ class GeometryEncoder(nn.Module):
 
         scale = boxes.new_tensor([width, height, width, height])
         boxes_px = (cxcywh_to_xyxy(boxes) * scale).flatten(0, 1)  # PN x 4 in feature pixels
-        rows = _prompt_rows(image_index, num_prompts, pooled_map.device).repeat_interleave(num_boxes)
+        rows = _prompt_rows(image_index, num_prompts, pooled_map.device).repeat_interleave(
+            num_boxes
+        )
         rois = roi_align(pooled_map, boxes_px, rows, self.roi_size)  # PN x C x r x r
         pooled = self.boxes_pool_project(rois).view(num_prompts, num_boxes, -1)  # P x N x C
 
         cx, cy, w, h = boxes.flatten(0, 1).unbind(-1)
-        sine = sine_encode_boxes(cx, cy, w, h, pooled_map.shape[1] // 2).to(boxes.dtype)  # PN x (C + 2)
+        sine = sine_encode_boxes(cx, cy, w, h, pooled_map.shape[1] // 2).to(
+            boxes.dtype
+        )  # PN x (C + 2)
         position = self.boxes_pos_enc_project(sine.view(num_prompts, num_boxes, -1))
         return direct + pooled + position + self.label_embed(prompt.box_labels.long())
 
@@ -182,7 +194,9 @@ class GeometryEncoder(nn.Module):
         return direct + pooled + position + self.label_embed(prompt.point_labels.long())
 
 
-def _prompt_rows(index: torch.Tensor | None, num_prompts: int, device: torch.device) -> torch.Tensor:
+def _prompt_rows(
+    index: torch.Tensor | None, num_prompts: int, device: torch.device
+) -> torch.Tensor:
     return torch.arange(num_prompts, device=device) if index is None else index
 
 
@@ -243,4 +257,3 @@ def _bilinear_weights(coords: torch.Tensor, size: int) -> torch.Tensor:
     weights.scatter_add_(-1, low[..., None], ((1 - frac) * inside)[..., None])
     weights.scatter_add_(-1, high[..., None], (frac * inside)[..., None])
     return weights
-

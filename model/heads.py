@@ -44,7 +44,9 @@ class DotProductScoring(nn.Module):
         self.scale = 1.0 / math.sqrt(dim)
         self.clamp = clamp
 
-    def forward(self, queries: torch.Tensor, prompt: torch.Tensor, prompt_padding: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, prompt: torch.Tensor, prompt_padding: torch.Tensor
+    ) -> torch.Tensor:
         """queries: ... x P x Q x C (any leading layer axes); prompt: P x L x C with padding P x L
         (True = padding). Returns class logits ... x P x Q."""
         tokens = self.prompt_mlp(prompt)  # P x L x C
@@ -62,7 +64,12 @@ class PixelDecoder(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_stages: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+        self,
+        dim: int,
+        num_stages: int,
+        *,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
@@ -72,7 +79,10 @@ class PixelDecoder(nn.Module):
         self.norms = nn.ModuleList(nn.GroupNorm(8, dim, **factory) for _ in range(num_stages))
 
     def forward(
-        self, coarse: torch.Tensor, skips: tuple[torch.Tensor, ...], image_index: torch.Tensor | None
+        self,
+        coarse: torch.Tensor,
+        skips: tuple[torch.Tensor, ...],
+        image_index: torch.Tensor | None,
     ) -> torch.Tensor:
         """coarse: P x C x h x w; skips: finer FPN levels, finest first, each B x C x H_i x W_i with
         the prompts' images at `image_index`. Returns P x C x H_0 x W_0."""
@@ -87,11 +97,15 @@ class PixelDecoder(nn.Module):
 class MaskPredictor(nn.Module):
     """`mask_predictor.mask_embed`: query -> mask embedding (3-layer MLP), dotted with pixel embeddings."""
 
-    def __init__(self, dim: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, dim: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
         self.mask_embed = MLP(dim, dim, dim, 3, device=device, dtype=dtype)
 
-    def forward(self, queries: torch.Tensor, pixels: torch.Tensor, projection: nn.Conv2d) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, pixels: torch.Tensor, projection: nn.Conv2d
+    ) -> torch.Tensor:
         """queries: P x Q x C; pixels: P x C x H x W before the 1x1 `projection` -> logits P x Q x H x W.
 
         The official head projects every pixel (`instance_seg_head`) and then takes dot products
@@ -102,7 +116,9 @@ class MaskPredictor(nn.Module):
         embed = self.mask_embed(queries)  # P x Q x C
         weight = projection.weight.flatten(1)  # C_out x C_in
         num_prompts, channels, height, width = pixels.shape
-        masks = (embed @ weight) @ pixels.reshape(num_prompts, channels, height * width)  # P x Q x HW
+        masks = (embed @ weight) @ pixels.reshape(
+            num_prompts, channels, height * width
+        )  # P x Q x HW
         if projection.bias is not None:
             masks = masks + (embed @ projection.bias)[..., None]
         return masks.view(num_prompts, -1, height, width)
@@ -148,7 +164,9 @@ class SegmentationHead(nn.Module):
             self.cross_attn_norm(fused), prompt, prompt, key_padding_mask=prompt_padding
         )
         num_prompts, _, channels = fused.shape
-        coarse = fused.transpose(1, 2).reshape(num_prompts, channels, *feature_size)  # P x C x h x w
+        coarse = fused.transpose(1, 2).reshape(
+            num_prompts, channels, *feature_size
+        )  # P x C x h x w
         pixels = self.pixel_decoder(coarse, skips, image_index)  # P x C x H_0 x W_0
         masks = self.mask_predictor(queries, pixels, self.instance_seg_head)
         return masks, self.semantic_seg_head(pixels)

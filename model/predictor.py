@@ -71,7 +71,9 @@ class ImagePredictor:
         num_concepts = len(concepts)
         image_index = torch.arange(len(batch), device=pixels.device).repeat_interleave(num_concepts)
         text = self._text_features([c.text or EXEMPLAR_ONLY_TEXT for c in concepts])  # K rows
-        text = TextFeatures(text.tokens.repeat(len(batch), 1, 1), text.padding_mask.repeat(len(batch), 1))
+        text = TextFeatures(
+            text.tokens.repeat(len(batch), 1, 1), text.padding_mask.repeat(len(batch), 1)
+        )
         geometry = self._geometry(concepts, sizes, pixels.device)  # B*K prompts
         prompt = self.detector.encode_prompt(features, text, geometry, image_index)
         output = self.detector.decode(features, prompt)
@@ -91,8 +93,12 @@ class ImagePredictor:
         param = self._param
         out = torch.empty(len(images), 3, size, size, device=param.device, dtype=param.dtype)
         for i, image in enumerate(images):
-            pixels = torch.as_tensor(image).to(param.device).permute(2, 0, 1)[None].float()  # 1 x 3 x H x W
-            pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            pixels = (
+                torch.as_tensor(image).to(param.device).permute(2, 0, 1)[None].float()
+            )  # 1 x 3 x H x W
+            pixels = F.interpolate(
+                pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
             pixels = pixels.round().clamp(0, 255)  # torchvision resizes uint8 to uint8
             out[i] = ((pixels / 255 - 0.5) / 0.5)[0].to(param.dtype)
         return out
@@ -103,15 +109,21 @@ class ImagePredictor:
         if missing:
             tokens = self.tokenizer(missing)
             device = self._param.device
-            encoded = self.detector.encode_text(tokens.ids.to(device), tokens.padding_mask.to(device))
+            encoded = self.detector.encode_text(
+                tokens.ids.to(device), tokens.padding_mask.to(device)
+            )
             for j, text in enumerate(missing):
-                self._text_cache[text] = TextFeatures(encoded.tokens[j : j + 1], encoded.padding_mask[j : j + 1])
+                self._text_cache[text] = TextFeatures(
+                    encoded.tokens[j : j + 1], encoded.padding_mask[j : j + 1]
+                )
         for text in texts:
             self._text_cache.move_to_end(text)
         rows = [self._text_cache[t] for t in texts]
         while len(self._text_cache) > self._text_cache_size:
             self._text_cache.popitem(last=False)
-        return TextFeatures(torch.cat([r.tokens for r in rows]), torch.cat([r.padding_mask for r in rows]))
+        return TextFeatures(
+            torch.cat([r.tokens for r in rows]), torch.cat([r.padding_mask for r in rows])
+        )
 
     def _geometry(
         self, concepts: Sequence[Concept], sizes: list[tuple[int, int]], device: torch.device
@@ -123,9 +135,13 @@ class ImagePredictor:
         for height, width in sizes:
             scale = torch.tensor([width, height, width, height], dtype=torch.float32)
             for concept in concepts:
-                xyxy = torch.tensor([b.xyxy for b in concept.exemplars], dtype=torch.float32).view(-1, 4)
+                xyxy = torch.tensor([b.xyxy for b in concept.exemplars], dtype=torch.float32).view(
+                    -1, 4
+                )
                 boxes.append(xyxy_to_cxcywh(xyxy / scale))
-                labels.append(torch.tensor([b.positive for b in concept.exemplars], dtype=torch.bool))
+                labels.append(
+                    torch.tensor([b.positive for b in concept.exemplars], dtype=torch.bool)
+                )
         return GeometryPrompt.from_boxes(boxes, labels, device=device)
 
     def _postprocess(
@@ -134,13 +150,20 @@ class ImagePredictor:
         """Keep prompt `row`'s detections above the threshold, best first, at the image's size."""
         height, width = size
         scores = output.scores[row]  # Q
-        keep = torch.nonzero(scores > (self.score_threshold if threshold is None else threshold)).squeeze(1)
+        keep = torch.nonzero(
+            scores > (self.score_threshold if threshold is None else threshold)
+        ).squeeze(1)
         keep = keep[scores[keep].argsort(descending=True)]
         scale = scores.new_tensor([width, height, width, height])
         boxes = output.boxes_xyxy[row, keep].float() * scale  # N x 4 pixels
         mask_logits = output.mask_logits[row, keep]  # N x h x w
         if len(keep):  # official: bilinear on the logits, then sigmoid > 0.5, i.e. logit > 0
-            logits = F.interpolate(mask_logits[None].float(), size=(height, width), mode="bilinear", align_corners=False)
+            logits = F.interpolate(
+                mask_logits[None].float(),
+                size=(height, width),
+                mode="bilinear",
+                align_corners=False,
+            )
             masks = (logits[0] > 0).cpu()  # N x H x W
         else:
             masks = torch.zeros(0, height, width, dtype=torch.bool)
@@ -161,9 +184,13 @@ def _image_size(image: ImageLike) -> tuple[int, int]:
     """Validate an H x W x 3 uint8 image and return (H, W)."""
     if not isinstance(image, np.ndarray | torch.Tensor):
         raise TypeError(f"expected an H x W x 3 uint8 array or tensor, got {type(image).__name__}")
-    dtype_ok = image.dtype == np.uint8 if isinstance(image, np.ndarray) else image.dtype == torch.uint8
+    dtype_ok = (
+        image.dtype == np.uint8 if isinstance(image, np.ndarray) else image.dtype == torch.uint8
+    )
     if image.ndim != 3 or image.shape[2] != 3 or not dtype_ok:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got shape {tuple(image.shape)} {image.dtype}")
+        raise ValueError(
+            f"expected an H x W x 3 uint8 RGB image, got shape {tuple(image.shape)} {image.dtype}"
+        )
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"empty image of shape {tuple(image.shape)}")
     return int(image.shape[0]), int(image.shape[1])

@@ -18,7 +18,9 @@ from model.box_ops import (
 def test_box_formats_round_trip() -> None:
     boxes = torch.rand(5, 3, 4)
     torch.testing.assert_close(xyxy_to_cxcywh(cxcywh_to_xyxy(boxes)), boxes)
-    assert cxcywh_to_xyxy(torch.tensor([0.5, 0.5, 0.2, 0.4])).tolist() == pytest.approx([0.4, 0.3, 0.6, 0.7])
+    assert cxcywh_to_xyxy(torch.tensor([0.5, 0.5, 0.2, 0.4])).tolist() == pytest.approx(
+        [0.4, 0.3, 0.6, 0.7]
+    )
 
 
 def test_box_iou_known_values() -> None:

@@ -48,7 +48,9 @@ def _boxes(count: int) -> GeometryPrompt:
 
 def _assert_rows_equal(batched: DetectorOutput, row: int, single: DetectorOutput) -> None:
     for name in ("logits", "presence_logits", "boxes", "mask_logits", "semantic_logits", "queries"):
-        torch.testing.assert_close(getattr(batched, name)[row], getattr(single, name)[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            getattr(batched, name)[row], getattr(single, name)[0], atol=1e-4, rtol=0
+        )
 
 
 def test_output_shapes_and_scores(detector: Detector) -> None:
@@ -62,7 +64,9 @@ def test_output_shapes_and_scores(detector: Detector) -> None:
     assert out.queries.shape == (2, Q, C) and out.aux == ()
     assert torch.isfinite(out.mask_logits).all()
     assert ((out.boxes >= 0) & (out.boxes <= 1)).all()
-    torch.testing.assert_close(out.scores, out.logits.sigmoid() * out.presence_logits.sigmoid()[:, None])
+    torch.testing.assert_close(
+        out.scores, out.logits.sigmoid() * out.presence_logits.sigmoid()[:, None]
+    )
 
 
 def test_aux_outputs_cover_earlier_layers(detector: Detector) -> None:
@@ -72,7 +76,11 @@ def test_aux_outputs_cover_earlier_layers(detector: Detector) -> None:
         out = detector(images, ids, aux=True)
     assert len(out.aux) == TINY.detector.decoder_layers - 1
     for layer in out.aux:
-        assert layer.logits.shape == (1, Q) and layer.boxes.shape == (1, Q, 4) and layer.presence_logits.shape == (1,)
+        assert (
+            layer.logits.shape == (1, Q)
+            and layer.boxes.shape == (1, Q, 4)
+            and layer.presence_logits.shape == (1,)
+        )
     torch.testing.assert_close(out.logits, plain.logits)
     assert not torch.allclose(out.aux[0].boxes, out.boxes)
 
@@ -84,9 +92,12 @@ def test_batch_equals_one_image_at_a_time(detector: Detector) -> None:
         batched = detector(images, ids, geometry)
         for row in range(2):
             one = GeometryPrompt.from_boxes(
-                [geometry.boxes[row, ~geometry.box_padding[row]]], [geometry.box_labels[row, ~geometry.box_padding[row]]]
+                [geometry.boxes[row, ~geometry.box_padding[row]]],
+                [geometry.box_labels[row, ~geometry.box_padding[row]]],
             )
-            _assert_rows_equal(batched, row, detector(images[row : row + 1], ids[row : row + 1], one))
+            _assert_rows_equal(
+                batched, row, detector(images[row : row + 1], ids[row : row + 1], one)
+            )
 
 
 def test_concepts_share_image_features_and_equal_one_at_a_time(detector: Detector) -> None:
@@ -103,7 +114,9 @@ def test_concepts_share_image_features_and_equal_one_at_a_time(detector: Detecto
         together = detector.decode(image, prompt)
         for row in range(3):
             keep = ~geometry.box_padding[row]
-            one = GeometryPrompt.from_boxes([geometry.boxes[row, keep]], [geometry.box_labels[row, keep]])
+            one = GeometryPrompt.from_boxes(
+                [geometry.boxes[row, keep]], [geometry.box_labels[row, keep]]
+            )
             single_text = detector.encode_text(ids[row : row + 1])
             alone = detector.decode(image, detector.encode_prompt(image, single_text, one))
             _assert_rows_equal(together, row, alone)
@@ -159,7 +172,10 @@ def test_fusion_encoder_shape_and_shared_first_layer() -> None:
     torch.manual_seed(0)
     encoder = FusionEncoder(C, 4, 64, 2).eval()
     image, pos = torch.randn(2, 20, C), torch.randn(1, 20, C)
-    prompt, padding = torch.randn(3, 5, C), torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 5])
+    prompt, padding = (
+        torch.randn(3, 5, C),
+        torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 5]),
+    )
     index = torch.tensor([0, 1, 1])
     with torch.inference_mode():
         fused = encoder(image, pos, prompt, padding, index)
@@ -190,7 +206,9 @@ def test_scoring_ignores_padded_prompt_tokens() -> None:
     with torch.inference_mode():
         logits = scoring(queries, prompt, padding)
         trimmed = scoring(queries, prompt[:, :4], padding[:, :4])
-        changed = scoring(queries, torch.cat((prompt[:, :4], 100 * torch.randn(1, 2, C)), 1), padding)
+        changed = scoring(
+            queries, torch.cat((prompt[:, :4], 100 * torch.randn(1, 2, C)), 1), padding
+        )
     assert logits.shape == (2, 1, Q)
     torch.testing.assert_close(logits, trimmed)
     torch.testing.assert_close(logits, changed)
@@ -204,7 +222,15 @@ def test_segmentation_head_shapes_with_shared_skips() -> None:
     skips = (torch.randn(1, C, 16, 16), torch.randn(1, C, 8, 8))  # one image, three prompts
     prompt, padding = torch.randn(3, 5, C), torch.zeros(3, 5, dtype=torch.bool)
     with torch.inference_mode():
-        masks, semantic = head(fused, (4, 4), skips, torch.zeros(3, dtype=torch.long), prompt, padding, torch.randn(3, Q, C))
+        masks, semantic = head(
+            fused,
+            (4, 4),
+            skips,
+            torch.zeros(3, dtype=torch.long),
+            prompt,
+            padding,
+            torch.randn(3, Q, C),
+        )
     assert masks.shape == (3, Q, 16, 16) and semantic.shape == (3, 1, 16, 16)
 
 
@@ -213,7 +239,9 @@ def test_segmentation_head_shapes_with_shared_skips() -> None:
 
 def _converted(detector: Detector, device: str, dtype: torch.dtype) -> Detector:
     model = copy.deepcopy(detector)
-    model._apply(lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device))  # RoPE stays complex
+    model._apply(
+        lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device)
+    )  # RoPE stays complex
     return model
 
 

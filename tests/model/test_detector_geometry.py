@@ -10,7 +10,9 @@ import torch
 from model.geometry import GeometryEncoder, GeometryPrompt, roi_align
 
 
-def _reference_roi_align(features: torch.Tensor, box: list[float], batch: int, out: int) -> torch.Tensor:
+def _reference_roi_align(
+    features: torch.Tensor, box: list[float], batch: int, out: int
+) -> torch.Tensor:
     """Line-by-line transcription of torchvision's `roi_align_forward_kernel_impl` (aligned=False,
     spatial_scale=1, sampling_ratio=-1) with Python scalars: the test's independent oracle."""
     _, channels, height, width = features.shape
@@ -40,7 +42,12 @@ def _reference_roi_align(features: torch.Tensor, box: list[float], batch: int, o
         ly, lx = y - y_low, x - x_low
         hy, hx = 1 - ly, 1 - lx
         v = fmap.double()
-        return hy * hx * v[:, y_low, x_low] + hy * lx * v[:, y_low, x_high] + ly * hx * v[:, y_high, x_low] + ly * lx * v[:, y_high, x_high]
+        return (
+            hy * hx * v[:, y_low, x_low]
+            + hy * lx * v[:, y_low, x_high]
+            + ly * hx * v[:, y_high, x_low]
+            + ly * lx * v[:, y_high, x_high]
+        )
 
     for ph in range(out):
         for pw in range(out):
@@ -68,8 +75,15 @@ def test_roi_align_matches_torchvision_algorithm() -> None:
     got = roi_align(features, torch.tensor(boxes), index, 4)
     assert got.shape == (5, 3, 4, 4)
     for k, (box, b) in enumerate(zip(boxes, index.tolist(), strict=True)):
-        torch.testing.assert_close(got[k], _reference_roi_align(features, box, b, 4), atol=1e-5, rtol=0)
-    assert roi_align(features, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 4).shape == (0, 3, 4, 4)
+        torch.testing.assert_close(
+            got[k], _reference_roi_align(features, box, b, 4), atol=1e-5, rtol=0
+        )
+    assert roi_align(features, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 4).shape == (
+        0,
+        3,
+        4,
+        4,
+    )
 
 
 @pytest.fixture

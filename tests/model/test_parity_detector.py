@@ -80,7 +80,11 @@ def hf_config(cfg: Sam3Config) -> transformers.Sam3Config:
         },
         geometry_encoder_config={**heads, "num_layers": det.geometry_layers},
         detr_encoder_config={**heads, "num_layers": det.fusion_layers},
-        detr_decoder_config={**heads, "num_layers": det.decoder_layers, "num_queries": det.num_queries},
+        detr_decoder_config={
+            **heads,
+            "num_layers": det.decoder_layers,
+            "num_queries": det.num_queries,
+        },
         mask_decoder_config={
             "hidden_size": det.d_model,
             "num_attention_heads": det.num_heads,
@@ -89,7 +93,9 @@ def hf_config(cfg: Sam3Config) -> transformers.Sam3Config:
     )
 
 
-def _hf_roi_align(features: torch.Tensor, boxes: list[torch.Tensor], output_size: int) -> torch.Tensor:
+def _hf_roi_align(
+    features: torch.Tensor, boxes: list[torch.Tensor], output_size: int
+) -> torch.Tensor:
     """Stand-in for `torchvision.ops.roi_align(features, boxes_per_image, output_size)`."""
     index = torch.cat([torch.full((len(b),), i, dtype=torch.long) for i, b in enumerate(boxes)])
     return roi_align(features, torch.cat(boxes), index, output_size)
@@ -112,7 +118,9 @@ def build_pair(cfg: Sam3Config, seed: int = 0) -> tuple[Detector, modeling_sam3.
     ours = Detector(cfg).eval()
     missing, unexpected = ours.load_state_dict(state, strict=False)
     # HF has no point-exemplar projections and recomputes the ViT RoPE tables.
-    assert all(k.startswith("geometry_encoder.points_") or k.endswith("freqs_cis") for k in missing), missing
+    assert all(
+        k.startswith("geometry_encoder.points_") or k.endswith("freqs_cis") for k in missing
+    ), missing
     assert not unexpected, unexpected
     return ours, hf
 
@@ -134,7 +142,9 @@ _EXEMPLARS = [
 ]
 
 
-def _hf_boxes(exemplars: list[tuple[list[list[float]], list[bool]]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _hf_boxes(
+    exemplars: list[tuple[list[list[float]], list[bool]]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """HF layout: boxes B x N x 4, labels B x N with -10 marking padding."""
     longest = max(len(b) for b, _ in exemplars)
     boxes = torch.zeros(len(exemplars), longest, 4)
@@ -146,13 +156,22 @@ def _hf_boxes(exemplars: list[tuple[list[list[float]], list[bool]]]) -> tuple[to
 
 
 def _ours_geometry(exemplars: list[tuple[list[list[float]], list[bool]]]) -> GeometryPrompt:
-    return GeometryPrompt.from_boxes([torch.tensor(b) for b, _ in exemplars], [torch.tensor(lab) for _, lab in exemplars])
+    return GeometryPrompt.from_boxes(
+        [torch.tensor(b) for b, _ in exemplars], [torch.tensor(lab) for _, lab in exemplars]
+    )
 
 
 def _assert_same(ours: DetectorOutput, hf_out: modeling_sam3.Sam3ImageSegmentationOutput) -> None:
     torch.testing.assert_close(ours.logits, hf_out.pred_logits, atol=ATOL, rtol=0)
-    torch.testing.assert_close(ours.presence_logits, hf_out.presence_logits[:, 0], atol=ATOL, rtol=0)
-    torch.testing.assert_close(ours.scores, hf_out.pred_logits.sigmoid() * hf_out.presence_logits.sigmoid(), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        ours.presence_logits, hf_out.presence_logits[:, 0], atol=ATOL, rtol=0
+    )
+    torch.testing.assert_close(
+        ours.scores,
+        hf_out.pred_logits.sigmoid() * hf_out.presence_logits.sigmoid(),
+        atol=ATOL,
+        rtol=0,
+    )
     torch.testing.assert_close(ours.boxes_xyxy, hf_out.pred_boxes, atol=ATOL, rtol=0)
     torch.testing.assert_close(ours.mask_logits, hf_out.pred_masks, atol=ATOL, rtol=0)
     torch.testing.assert_close(ours.semantic_logits, hf_out.semantic_seg, atol=ATOL, rtol=0)
@@ -177,8 +196,13 @@ def test_detector_matches_hf_end_to_end(tiny: Sam3Config, prompt_kind: str) -> N
         hf_boxes, hf_labels = _hf_boxes(_EXEMPLARS)
         geometry = _ours_geometry(_EXEMPLARS)
     with torch.inference_mode():
-        hf_out = hf(pixel_values=images, input_ids=ids, attention_mask=(ids != 0).long(),
-                    input_boxes=hf_boxes, input_boxes_labels=hf_labels)
+        hf_out = hf(
+            pixel_values=images,
+            input_ids=ids,
+            attention_mask=(ids != 0).long(),
+            input_boxes=hf_boxes,
+            input_boxes_labels=hf_labels,
+        )
         out = ours(images, ids, geometry)
     assert out.logits.shape == (2, tiny.detector.num_queries)
     assert (hf_out.presence_logits.abs() < 10).all(), "HF clamps presence to +-10, ours does not"
@@ -199,8 +223,13 @@ def test_heads_match_hf_on_identical_backbone_features(tiny: Sam3Config) -> None
             fpn_hidden_states=(*image.detector_maps, dummy),
             fpn_position_encoding=(*image.detector_pos, dummy),
         )
-        hf_out = hf(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=text.tokens),
-                    attention_mask=(~text.padding_mask).long(), input_boxes=hf_boxes, input_boxes_labels=hf_labels)
+        hf_out = hf(
+            vision_embeds=vision,
+            text_embeds=BaseModelOutputWithPooling(pooler_output=text.tokens),
+            attention_mask=(~text.padding_mask).long(),
+            input_boxes=hf_boxes,
+            input_boxes_labels=hf_labels,
+        )
     _assert_same(out, hf_out)
 
 
@@ -212,10 +241,20 @@ def test_aux_outputs_match_hf_decoder_layers(tiny: Sam3Config) -> None:
     hf_boxes, hf_labels = _hf_boxes(_EXEMPLARS[1:])
     with torch.inference_mode():
         out = ours(images, ids, _ours_geometry(_EXEMPLARS[1:]), aux=True)
-        hf_out = hf(pixel_values=images, input_ids=ids, attention_mask=(ids != 0).long(),
-                    input_boxes=hf_boxes, input_boxes_labels=hf_labels)
+        hf_out = hf(
+            pixel_values=images,
+            input_ids=ids,
+            attention_mask=(ids != 0).long(),
+            input_boxes=hf_boxes,
+            input_boxes_labels=hf_labels,
+        )
     assert len(out.aux) == 2
     for layer, aux in enumerate(out.aux):
         # HF's reference_boxes[i + 1] is layer i's refined box.
-        torch.testing.assert_close(cxcywh_to_xyxy(aux.boxes), cxcywh_to_xyxy(hf_out.decoder_reference_boxes[layer + 1]), atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            cxcywh_to_xyxy(aux.boxes),
+            cxcywh_to_xyxy(hf_out.decoder_reference_boxes[layer + 1]),
+            atol=ATOL,
+            rtol=0,
+        )
     _assert_same(out, hf_out)

@@ -30,7 +30,9 @@ def detector() -> Detector:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return train_bpe((), 514, context_length=TINY.text.context_length)  # byte-level, fits vocab 1024
+    return train_bpe(
+        (), 514, context_length=TINY.text.context_length
+    )  # byte-level, fits vocab 1024
 
 
 @pytest.fixture
@@ -54,9 +56,15 @@ def test_outputs_are_at_each_image_size(predictor: ImagePredictor) -> None:
     images = [_image(90, 160, 0), torch.from_numpy(_image(200, 70, 1))]
     results = predictor.predict(images, [Concept("a red car")])
     for (height, width), (dets,) in zip([(90, 160), (200, 70)], results, strict=True):
-        assert len(dets) == Q and dets.masks.shape == (Q, height, width) and dets.masks.dtype == torch.bool
+        assert (
+            len(dets) == Q
+            and dets.masks.shape == (Q, height, width)
+            and dets.masks.dtype == torch.bool
+        )
         assert dets.mask_logits.shape == (Q, 4 * 8, 4 * 8)
-        assert (dets.boxes[:, 2:] >= dets.boxes[:, :2]).all()  # xyxy pixels (not clipped, as official)
+        assert (
+            dets.boxes[:, 2:] >= dets.boxes[:, :2]
+        ).all()  # xyxy pixels (not clipped, as official)
         centres = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
         assert (centres >= 0).all() and (centres <= torch.tensor([width, height])).all()
         assert (dets.scores[:-1] >= dets.scores[1:]).all()  # best first
@@ -77,7 +85,11 @@ def test_thresholds_filter_detections(predictor: ImagePredictor) -> None:
 def test_batched_images_and_concepts_equal_one_at_a_time(predictor: ImagePredictor) -> None:
     images = [_image(80, 120, 3), _image(120, 80, 4)]
     box = BoxPrompt((10.0, 20.0, 60.0, 70.0))
-    concepts = [Concept("dog"), Concept(exemplars=(box,)), Concept("cup", exemplars=(box, BoxPrompt((0, 0, 30, 30), positive=False)))]
+    concepts = [
+        Concept("dog"),
+        Concept(exemplars=(box,)),
+        Concept("cup", exemplars=(box, BoxPrompt((0, 0, 30, 30), positive=False))),
+    ]
     together = predictor.predict(images, concepts)
     for i, image in enumerate(images):
         for k, concept in enumerate(concepts):
@@ -85,7 +97,9 @@ def test_batched_images_and_concepts_equal_one_at_a_time(predictor: ImagePredict
             _assert_same(together[i][k], alone[0])
 
 
-def test_exemplar_boxes_are_normalised_by_the_image_size(predictor: ImagePredictor, detector: Detector) -> None:
+def test_exemplar_boxes_are_normalised_by_the_image_size(
+    predictor: ImagePredictor, detector: Detector
+) -> None:
     image = _image(100, 200, 5)
     box = (20.0, 10.0, 120.0, 60.0)
     (dets,) = predictor.predict(image, [Concept("visual", exemplars=(BoxPrompt(box),))])[0]
@@ -96,7 +110,9 @@ def test_exemplar_boxes_are_normalised_by_the_image_size(predictor: ImagePredict
         features = detector.encode_image(predictor.preprocess([image]))
         text = detector.encode_text(tokens.ids, tokens.padding_mask)
         out = detector.decode(features, detector.encode_prompt(features, text, geometry))
-    torch.testing.assert_close(dets.scores, out.scores[0].sort(descending=True).values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        dets.scores, out.scores[0].sort(descending=True).values, atol=1e-5, rtol=0
+    )
 
 
 def test_preprocess_squashes_and_normalises(predictor: ImagePredictor) -> None:
