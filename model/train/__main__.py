@@ -57,13 +57,19 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--tracker-lr", type=float, default=TrackerSchedule.lr)
     p.add_argument("--fp32", action="store_true", help="no bfloat16 autocast (it is on by default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    # one thread: on a shared, oversubscribed CPU, 2 OpenMP threads ran 10x slower (barrier waits)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between saves")
     p.add_argument("--eval-every", type=int, default=250, help="steps between quick evals")
     p.add_argument("--eval-images", type=int, default=48)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--export", type=Path, help="write the final weights here (.safetensors)")
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="with --resume: export the saved state as it is (mid-run snapshots), train nothing",
+    )
     return p.parse_args()
 
 
@@ -217,6 +223,10 @@ def main() -> None:
         model.load_state_dict(state["model"])
         print(f"resumed {save.path}: phase {state['phase']}, step {state['step']}", flush=True)
     phase = state["phase"] if state is not None else "detector"
+    if args.export_only:
+        if state is None or args.export is None:
+            raise SystemExit("--export-only needs --resume, a saved state and --export")
+        phase = "export"
     if phase == "detector":
         _detector_phase(args, model, tokenizer, state, save)
         phase, state = "tracker", None
