@@ -1,8 +1,8 @@
 """`streamer`: run streams from the command line, serve the control API, or run the demo.
 
     streamer run rtsp://cam/1 clip.mp4 --prompt person --redact person --out redacted.mp4
-    streamer serve --port 8080 --token "$TOKEN"
-    streamer demo [SOURCE] [--duration 10]
+    STREAMER_TOKEN=... streamer serve --port 8080 --nats nats://127.0.0.1:4222
+    streamer demo [SOURCE] [--duration 10] [--serve]
 
 Every user error (bad URL, unreadable file, bad checkpoint, bad flag) ends with one line on
 stderr and a non-zero exit code, never a traceback. Ctrl-C stops gracefully (queued frames are
@@ -14,25 +14,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from model.types import Concept
+from protocols.redact import redact_url
 from streamer.api import ApiConfig, create_app
 from streamer.engine import Engine, EngineConfig, StreamSpec
 from streamer.inference import Tracker
 from streamer.redact import RedactConfig, RedactStyle
+from streamer.sinks.nats import NatsConfig
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard, probe_frame_count
+from streamer.webrtc import WebRtcConfig
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+TOKEN_ENV = "STREAMER_TOKEN"  # the API token, when --token is not given (keeps it out of `ps`)
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+TrackerLoader = Callable[["ModelChoice"], tuple[Callable[[], Tracker], str]]
 
 
 class UserError(Exception):
@@ -117,16 +127,22 @@ def _embedded_checkpoint() -> Path | None:
 # --- commands --------------------------------------------------------------------------------
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_factory) -> int:
     if not args.prompt:
         raise UserError("give at least one --prompt TEXT")
-    factory, described = load_tracker_factory(_model_choice(args))
-    print(f"streamer: {described}", file=sys.stderr)
-    config = EngineConfig(device=args.device, event_log=_event_log(args.events))
+    api = api_config(args) if args.events == "ws" else None
+    if api is None and (args.ice_host or args.token):
+        raise UserError("--ice-host and --token configure the HTTP API: add --events ws")
+    config = engine_config(args)
     specs = [_spec(args, i, source) for i, source in enumerate(args.sources)]
-    async with Engine(factory, config=config) as engine, _maybe_api(engine, args) as url:
+    factory, described = load(_model_choice(args))
+    print(f"streamer: {described}", file=sys.stderr)
+    async with Engine(factory, config=config) as engine, _maybe_serve(engine, api) as url:
+        # The API is up before the first stream is added: its WebRTC gateway registers the frame
+        # tap that gives every later stream its WHEP egress (a stream added earlier has none).
         if url:
-            print(f"streamer: events at {url}/v1/events (WebSocket)", file=sys.stderr)
+            print(f"streamer: API at {url}/v1, events at {url}/v1/events (WebSocket), page at {url}/",
+                  file=sys.stderr)  # fmt: skip
         for spec in specs:
             await _add(engine, spec)
         board = StatusBoard(engine.sessions, totals={s.stream_id: n for s in specs
@@ -135,11 +151,12 @@ async def _run(args: argparse.Namespace) -> int:
     return _report(engine)
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    factory, described = load_tracker_factory(_model_choice(args))
-    config = EngineConfig(device=args.device, event_log=_event_log(args.events))
-    async with Engine(factory, config=config) as engine, _maybe_api(engine, args, always=True) as url:
-        print(f"streamer: {described}; control API at {url}/v1 (docs: {url}/v1/openapi.json)", file=sys.stderr)
+async def _serve(args: argparse.Namespace, load: TrackerLoader = load_tracker_factory) -> int:
+    api, config = api_config(args), engine_config(args)
+    factory, described = load(_model_choice(args))
+    async with Engine(factory, config=config) as engine, serve_api(engine, api) as url:
+        print(f"streamer: {described}; control API at {url}/v1 (docs: {url}/v1/openapi.json), "
+              f"page at {url}/", file=sys.stderr)  # fmt: skip
         board = StatusBoard(engine.sessions)
         await _until_done_or_signal(engine, board, None, forever=True)
     return 0
@@ -231,13 +248,10 @@ def _event_log(events: str | None) -> Path | None:
 
 
 @contextlib.asynccontextmanager
-async def _maybe_api(engine: Engine, args: argparse.Namespace, *, always: bool = False):  # type: ignore[no-untyped-def]
+async def serve_api(engine: Engine, config: ApiConfig) -> AsyncIterator[str]:
+    """Serve the control API, WebSocket events, WHIP/WHEP and the page; yields the base URL."""
     from aiohttp import web
 
-    if not always and getattr(args, "events", None) != "ws":
-        yield None
-        return
-    config = ApiConfig(host=args.host, port=args.port, token=args.token)
     runner = web.AppRunner(create_app(engine, config), access_log=None)
     await runner.setup()
     try:
@@ -249,6 +263,41 @@ async def _maybe_api(engine: Engine, args: argparse.Namespace, *, always: bool =
         yield f"http://{config.host}:{config.port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _maybe_serve(engine: Engine, config: ApiConfig | None) -> AsyncIterator[str | None]:
+    if config is None:
+        yield None
+        return
+    async with serve_api(engine, config) as url:
+        yield url
+
+
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """EngineConfig from `--device`, `--events FILE` and `--nats URL`."""
+    nats = None
+    if getattr(args, "nats", None):
+        parts = urlsplit(args.nats)
+        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            shown = redact_url(args.nats)
+            raise UserError(f"--nats {shown!r}: expected nats://HOST[:PORT] (or tls://, ws://, wss://)")
+        nats = NatsConfig(url=args.nats)
+    return EngineConfig(device=args.device, event_log=_event_log(getattr(args, "events", None)), nats=nats)
+
+
+def api_config(args: argparse.Namespace) -> ApiConfig:
+    """ApiConfig from `--host`, `--port`, `--token` (or $STREAMER_TOKEN) and `--ice-host`."""
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: expected 0..65535")
+    for host in args.ice_host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise UserError(f"--ice-host {host!r}: expected an IP address of this machine") from None
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    webrtc = WebRtcConfig(ice_hosts=tuple(args.ice_host) if args.ice_host else None)
+    return ApiConfig(host=args.host, port=args.port, token=token, webrtc=webrtc)
 
 
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
@@ -266,8 +315,14 @@ def _parser() -> argparse.ArgumentParser:
 
     def api_flags(p: argparse.ArgumentParser, port: int) -> None:
         p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-        p.add_argument("--port", type=int, default=port)
-        p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API")
+        p.add_argument("--port", type=int, default=port, help=f"default {port}")
+        p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' on the API (default: ${TOKEN_ENV})")
+        p.add_argument("--ice-host", action="append", default=[], metavar="ADDR",
+                       help="an IP address WebRTC peers can reach this machine at (repeatable; "
+                            "default: follow --host)")  # fmt: skip
+
+    def nats_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nats", metavar="URL", help="also publish every event to NATS JetStream (nats://host:4222)")
 
     run = commands.add_parser("run", help="track concepts on one or more sources")
     run.add_argument("sources", nargs="+", metavar="SOURCE", help="rtsp://..., a video file, /dev/videoN, synthetic://WxH@FPS")
@@ -280,11 +335,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     run.add_argument("--realtime", action="store_true", help="pace files to their frame rate (else as fast as the model)")
     run.add_argument("--loop", action="store_true", help="restart files at their end")
+    nats_flag(run)
     model_flags(run)
     api_flags(run, 8080)
 
     serve = commands.add_parser("serve", help="serve the HTTP control API and WebSocket events")
     serve.add_argument("--events", metavar="FILE", help="also write every event to a .msgpack log")
+    nats_flag(serve)
     model_flags(serve)
     api_flags(serve, 8080)
 

@@ -1,19 +1,65 @@
-"""The `streamer` command as a user runs it (subprocesses): clear one-line errors, real outputs."""
+"""The `streamer` command: flags -> configs and in-process runs with a fake tracker (fast), and
+as a user runs it (subprocesses, slow): clear one-line errors, real outputs."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import av
 import pytest
 
 from protocols import events as ev
 from protocols.log import read_log
+from streamer.cli import TOKEN_ENV, UserError, _parser, _run, api_config, engine_config
 from tests.streamer.conftest import Clips
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
+slow = pytest.mark.slow
+
+
+def test_api_and_engine_flags_become_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    args = _parser().parse_args(["serve", "--nats", "nats://broker:4222", "--host", "0.0.0.0", "--port", "9000",
+                                 "--ice-host", "10.0.0.5", "--ice-host", "fd00::5"])  # fmt: skip
+    api, engine = api_config(args), engine_config(args)
+    assert (api.host, api.port, api.token) == ("0.0.0.0", 9000, "from-env")
+    assert api.webrtc is not None and api.webrtc.ice_hosts == ("10.0.0.5", "fd00::5")
+    assert engine.nats is not None and engine.nats.url == "nats://broker:4222"
+    args = _parser().parse_args(["serve", "--token", "from-flag"])
+    assert api_config(args).token == "from-flag"  # the flag wins over the environment
+    monkeypatch.delenv(TOKEN_ENV)
+    api, engine = api_config(_parser().parse_args(["serve"])), engine_config(_parser().parse_args(["serve"]))
+    assert api.token is None and engine.nats is None
+    assert api.webrtc is not None and api.webrtc.ice_hosts is None  # follow the bind address
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["serve", "--nats", "http://broker:4222"], "expected nats://"),
+        (["serve", "--nats", "nats://user:hunter2@"], "expected nats://"),
+        (["serve", "--ice-host", "cam.local"], "expected an IP address"),
+        (["serve", "--port", "70000"], "expected 0..65535"),
+    ],
+)
+def test_bad_api_and_engine_flags_are_user_errors(argv: list[str], needle: str) -> None:
+    args = _parser().parse_args(argv)
+    with pytest.raises(UserError, match=needle) as info:
+        api_config(args)
+        engine_config(args)
+    assert "hunter2" not in str(info.value)
+
+
+async def test_run_refuses_api_flags_without_an_api_before_loading_the_model() -> None:
+    def no_model(choice: object) -> NoReturn:
+        raise AssertionError("the model must not be loaded for a bad command line")
+
+    args = _parser().parse_args(["run", "synthetic://64x48@5", "--prompt", "red", "--ice-host", "10.0.0.5"])
+    with pytest.raises(UserError, match="add --events ws"):
+        await _run(args, load=no_model)
 
 
 def streamer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,6 +75,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+@slow
 def test_bad_inputs_end_with_one_clear_line(tmp_path: Path) -> None:
     line = one_line_error(streamer("run", "ftp://camera/1", "--prompt", "person", "--model", "tiny"))
     assert "unsupported" in line
@@ -42,6 +89,7 @@ def test_bad_inputs_end_with_one_clear_line(tmp_path: Path) -> None:
     assert "--prompt" in line
 
 
+@slow
 def test_run_writes_events_and_a_redacted_video(clips: Clips, tmp_path: Path) -> None:
     events, video = tmp_path / "events.msgpack", tmp_path / "redacted.mp4"
     result = streamer("run", str(clips.mp4), "--prompt", "grey square", "--redact", "grey square",
@@ -55,6 +103,7 @@ def test_run_writes_events_and_a_redacted_video(clips: Clips, tmp_path: Path) ->
         assert sum(1 for _ in container.decode(video=0)) == clips.frames
 
 
+@slow
 def test_demo_leaves_its_outputs_and_a_summary(tmp_path: Path) -> None:
     result = streamer("demo", "--duration", "3", "--out-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
