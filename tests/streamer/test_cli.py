@@ -3,18 +3,26 @@ as a user runs it (subprocesses, slow): clear one-line errors, real outputs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import NoReturn
 
+import aiohttp
 import av
 import pytest
 
 from protocols import events as ev
+from protocols.codec import decode
 from protocols.log import read_log
 from streamer.cli import TOKEN_ENV, UserError, _parser, _run, api_config, engine_config
-from tests.streamer.conftest import Clips
+from tests.fakes import FakeTracker, eventually
+from tests.streamer.conftest import Clips, free_port
+from tests.streamer.webrtc_peers import view
 
 pytestmark = pytest.mark.timeout(240)
 slow = pytest.mark.slow
@@ -73,6 +81,56 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     errors = [line for line in result.stderr.splitlines() if "error" in line or "failed" in line]
     assert len(errors) == 1, result.stderr
     return errors[0]
+
+
+def fake_model(choice: object) -> tuple[type[FakeTracker], str]:
+    return FakeTracker, "fake tracker"
+
+
+async def wait_for_api(base: str, http: aiohttp.ClientSession, run: asyncio.Task[int]) -> None:
+    for _ in range(500):
+        assert not run.done(), "the command ended before its API came up"
+        with contextlib.suppress(aiohttp.ClientConnectionError):
+            async with http.get(f"{base}/v1/health") as r:
+                if r.status == 200:
+                    return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{base} did not come up")
+
+
+async def test_run_events_ws_serves_ws_and_whep_for_its_own_streams(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token, port = "tok-7f3a9c", free_port()
+    monkeypatch.setenv(TOKEN_ENV, token)
+    args = _parser().parse_args(["run", "synthetic://64x48@15", "--prompt", "red", "--events", "ws",
+                                 "--port", str(port)])  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    run = asyncio.create_task(_run(args, load=fake_model))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_for_api(base, http, run)
+            with pytest.raises(aiohttp.WSServerHandshakeError, match="401"):
+                await http.ws_connect(f"{base}/v1/streams/s1/events")  # the token is required
+            async with http.ws_connect(f"{base}/v1/streams/s1/events?token={token}") as ws:
+                events = [decode(await ws.receive_bytes(timeout=10))]
+                while not any(isinstance(e, ev.FrameResult) for e in events):
+                    events.append(decode(await ws.receive_bytes(timeout=10)))
+            # the stream was added after the WebRTC gateway came up: it has a WHEP egress (not 409)
+            viewer = await view(http, base, "s1", token=token)
+            try:
+                await eventually(lambda: any(isinstance(e, ev.FrameResult) for e in viewer.events))
+            finally:
+                await viewer.pc.close()
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: graceful stop
+        assert await asyncio.wait_for(run, 10) == 0
+    finally:
+        run.cancel()
+    assert isinstance(events[0], ev.Hello)
+    assert isinstance(viewer.events[0], ev.Hello)
+    output = capsys.readouterr()
+    assert f"events at {base}/v1/events" in output.err
+    assert token not in output.out + output.err
 
 
 @slow
