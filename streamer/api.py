@@ -214,6 +214,7 @@ def _stream_spec(body: dict[str, Any]) -> StreamSpec:
         source=body["source"], stream_id=body.get("stream_id"), concepts=concepts,
         live=body.get("live"), realtime=body.get("realtime", True), loop=body.get("loop", False),
         latency_budget_s=body.get("latency_budget_ms", 500) / 1000, redaction=redaction,
+        max_attempts=body.get("max_attempts"),
     )  # fmt: skip
 
 

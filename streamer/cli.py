@@ -224,7 +224,7 @@ def _spec(args: argparse.Namespace, index: int, source: str) -> StreamSpec:
         raise UserError("--out writes the redacted video: say what to redact with --redact CONCEPT")
     return StreamSpec(
         source=source, stream_id=f"s{index + 1}", concepts=tuple(Concept(text) for text in args.prompt),
-        realtime=args.realtime, loop=args.loop, redaction=redaction,
+        realtime=args.realtime, loop=args.loop, redaction=redaction, max_attempts=args.max_reconnects,
     )  # fmt: skip
 
 
@@ -300,6 +300,12 @@ def api_config(args: argparse.Namespace) -> ApiConfig:
     return ApiConfig(host=args.host, port=args.port, token=token, webrtc=webrtc)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device)
 
@@ -335,6 +341,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     run.add_argument("--realtime", action="store_true", help="pace files to their frame rate (else as fast as the model)")
     run.add_argument("--loop", action="store_true", help="restart files at their end")
+    run.add_argument("--max-reconnects", type=_positive_int, metavar="N",
+                     help="network sources: fail the stream after N failed connection attempts in a row "
+                          "(default: reconnect forever)")  # fmt: skip
     nats_flag(run)
     model_flags(run)
     api_flags(run, 8080)

@@ -50,6 +50,13 @@ class StreamSpec:
     loop: bool = False  # files: start again at the end
     latency_budget_s: float = 0.5  # live frames older than this when the model is free are skipped
     redaction: RedactionSpec | None = None
+    # network sources: fail the stream after this many failed connection attempts in a row (at
+    # start, or after a drop); None: reconnect forever (RtspConfig.max_attempts)
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 or None, got {self.max_attempts}")
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,10 @@ FrameTap = Callable[[StreamSpec, str, Mapping[int, Concept]], FrameSink | None]
 
 def open_spec_source(spec: StreamSpec, stream_id: str) -> Source:
     """Default source factory: streamer.sources.open_source with the spec's options."""
-    from streamer.sources import open_source
+    from streamer.sources import RtspConfig, open_source
 
-    return open_source(spec.source, stream_id=stream_id, realtime=spec.realtime, loop=spec.loop)
+    rtsp = RtspConfig(max_attempts=spec.max_attempts)
+    return open_source(spec.source, stream_id=stream_id, realtime=spec.realtime, loop=spec.loop, rtsp=rtsp)
 
 
 class Engine:

@@ -74,6 +74,9 @@ STREAM: Schema = {
         "loop": {"type": "boolean"},
         "latency_budget_ms": {"type": "integer", "minimum": 1, "maximum": 60000},
         "redaction": REDACTION,
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000000,
+                         "description": "network sources: fail the stream after this many failed "
+                                        "connection attempts in a row (default: reconnect forever)"},
     },
     "required": ["source"],
 }  # fmt: skip

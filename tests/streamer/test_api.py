@@ -64,6 +64,8 @@ async def test_stream_concept_and_object_lifecycle() -> None:
         ({"source": "cam", "concepts": [{}]}, 400, "a concept needs a text"),
         ({"source": "cam", "concepts": [{"exemplars": [{"box": [5, 5, 1, 1]}]}]}, 400, "x1 > x0"),
         ({"source": "cam", "latency_budget_ms": 0}, 400, ">= 1"),
+        ({"source": "cam", "max_attempts": 0}, 400, "body.max_attempts"),
+        ({"source": "cam", "max_attempts": "3"}, 400, "body.max_attempts: expected integer"),
         ({"source": "cam", "redaction": {"concepts": ["face"], "style": "smudge"}}, 400, "one of"),
         ({"source": "nowhere"}, 422, "cannot open nowhere"),
         ({"source": "cam", "stream_id": "a/b"}, 400, "letters, digits"),

@@ -9,8 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 import av
@@ -19,13 +20,14 @@ import pytest
 from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import read_log
-from streamer.cli import TOKEN_ENV, UserError, _parser, _run, api_config, engine_config
+from streamer.cli import EXIT_FAILED, TOKEN_ENV, UserError, _parser, _run, api_config, engine_config
 from tests.fakes import FakeTracker, eventually
 from tests.streamer.conftest import Clips, free_port
 from tests.streamer.webrtc_peers import view
 
 pytestmark = pytest.mark.timeout(240)
 slow = pytest.mark.slow
+T = TypeVar("T")
 
 
 def test_api_and_engine_flags_become_configs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,6 +133,49 @@ async def test_run_events_ws_serves_ws_and_whep_for_its_own_streams(
     output = capsys.readouterr()
     assert f"events at {base}/v1/events" in output.err
     assert token not in output.out + output.err
+
+
+async def test_refused_rtsp_with_max_reconnects_fails_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    refused, port = f"rtsp://127.0.0.1:{free_port()}/cam", free_port()  # nothing listens on the first
+    args = _parser().parse_args([
+        "run", refused, "synthetic://64x48@15", "--prompt", "red", "--max-reconnects", "2",
+        "--events", "ws", "--port", str(port),
+    ])  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    run = asyncio.create_task(_run(args, load=fake_model))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_for_api(base, http, run)
+
+            async def stream(stream_id: str) -> dict[str, Any]:
+                async with http.get(f"{base}/v1/streams/{stream_id}") as r:
+                    return await r.json()  # type: ignore[no-any-return]
+
+            s1 = await poll(lambda: stream("s1"), lambda s: s["state"] == "failed")
+            assert s1["error"] == f"{refused}: Connection refused (gave up after 2 attempts)"
+            frames = (await stream("s2"))["frames_out"]
+            s2 = await poll(lambda: stream("s2"), lambda s: s["frames_out"] >= frames + 5)
+            assert s2["state"] == "live"
+            # the same bound through the HTTP API
+            async with http.post(f"{base}/v1/streams", json={"source": refused, "max_attempts": 1}) as r:
+                assert r.status == 201, await r.text()
+                added = (await r.json())["stream_id"]
+            failed = await poll(lambda: stream(added), lambda s: s["state"] == "failed")
+            assert "gave up after 1 attempts" in failed["error"]
+        os.kill(os.getpid(), signal.SIGINT)
+        assert await asyncio.wait_for(run, 10) == EXIT_FAILED
+    finally:
+        run.cancel()
+    failures = [line for line in capsys.readouterr().err.splitlines() if "failed" in line]
+    assert len(failures) == 2 and "stream s1 failed: " in failures[0] and "gave up after 2" in failures[0]
+
+
+async def poll(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within_s: float = 10.0) -> T:
+    for _ in range(int(within_s / 0.05)):
+        if ok(value := await get()):
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {within_s} s (last: {value})")
 
 
 @slow
