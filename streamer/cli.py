@@ -357,7 +357,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="a short self-contained run: redacted mp4, event log, overlay PNG")
     demo.add_argument("source", nargs="?", default="synthetic://640x360@15", help="default: the built-in synthetic scene")
     demo.add_argument("--prompt", action="append", metavar="TEXT", help="default: 'red circle', 'blue square'")
-    demo.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds to run (default 10)")
+    demo.add_argument("--duration", type=float, metavar="S",
+                      help="seconds to run (default 10; with --serve, until Ctrl-C)")  # fmt: skip
     demo.add_argument("--out-dir", default="demo-out", help="where the outputs go (default ./demo-out)")
+    demo.add_argument("--serve", action="store_true", help="also serve the live page and the API; run until Ctrl-C")
     model_flags(demo)
+    api_flags(demo, 8080)
     return parser

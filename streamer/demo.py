@@ -8,6 +8,9 @@ seconds with a few concepts, and leaves in `--out-dir`:
     overlay.png       one frame with its masks, boxes and object IDs drawn
 
 then prints a summary: fps, objects and their IDs, latency, drops, file paths.
+
+With `--serve` the engine's API and live page come up before the stream starts; the demo prints
+the page's address (video with masks and IDs over WHEP) and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,25 +25,26 @@ import cv2
 import numpy as np
 
 from model.types import Concept, FrameTrack
-from protocols import events as ev
 from streamer.engine import Engine, EngineConfig, StreamSpec
 from streamer.inference import Tracker
 from streamer.redact import RedactConfig
-from streamer.sinks.fanout import Subscription
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard
 from streamer.types import Frame, SourceInfo
 
 DEFAULT_PROMPTS = ("red circle", "blue square")
+DEFAULT_DURATION_S = 10.0  # without --serve
 _COLOURS = np.array([[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8)
 
 
 class SnapshotSink:
-    """A frame sink that keeps the processed frame with the most objects (for the overlay)."""
+    """A frame sink that keeps the processed frame with the most objects (for the overlay) and
+    every object's concept (for the summary)."""
 
     def __init__(self) -> None:
         self.best: tuple[Frame, FrameTrack] | None = None
+        self.started: dict[int, int | None] = {}  # object id -> concept id (None: a click/box object)
         self._done = asyncio.Event()
 
     def stream_started(self, info: SourceInfo | None, live: bool) -> None:
@@ -50,6 +54,8 @@ class SnapshotSink:
         pass
 
     def offer_result(self, frame: Frame, track: FrameTrack) -> None:
+        for event in track.started:
+            self.started[event.object_id] = event.concept_id
         if self.best is None or len(track.objects) >= len(self.best[1].objects):
             self.best = (frame, track)
 
@@ -77,9 +83,11 @@ def overlay(frame: Frame, track: FrameTrack) -> np.ndarray:
 
 
 async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]) -> int:
-    from streamer.cli import ModelChoice, UserError, _until_done_or_signal
+    from streamer.cli import ModelChoice, UserError, _maybe_serve, _until_done_or_signal, api_config
 
     out_dir = Path(args.out_dir)
+    api = api_config(args) if args.serve else None
+    duration = args.duration if args.duration is not None or api is not None else DEFAULT_DURATION_S
     try:
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     except OSError as error:
@@ -87,7 +95,8 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     factory, described = load_tracker_factory(ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device))
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     video, log, png = out_dir / "redacted.mp4", out_dir / "events.msgpack", out_dir / "overlay.png"
-    print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {args.duration:g} s")
+    how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
+    print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}")
     # Frames the model skips are dropped from the video (never written unredacted); the budget
     # is generous because a loaded CPU can take seconds for a frame.
     redaction = RedactionSpec(concepts=prompts, outputs=(str(video),), draw=RedactConfig(),
@@ -96,16 +105,19 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
                       realtime=True, redaction=redaction)  # fmt: skip
     snapshot = SnapshotSink()
     started = time.monotonic()
-    ids: dict[int, int | None] = {}  # object id -> concept id, from ObjectStarted events
-    async with asyncio.TaskGroup() as tg:
-        async with Engine(factory, config=EngineConfig(device=args.device, event_log=log)) as engine:
-            tg.create_task(_collect_ids(engine.hub.subscribe(maxsize=4096), ids))  # ends with the hub
-            try:
-                await engine.add_stream(spec, frame_sinks=(snapshot,))
-            except (SourceError, ValueError) as error:
-                raise UserError(str(error)) from None
-            await _until_done_or_signal(engine, StatusBoard(engine.sessions), args.duration)
-            session = engine.sessions.get("demo")
+    config = EngineConfig(device=args.device, event_log=log)
+    # the page (its WebRTC gateway) comes up before the stream, which then gets a WHEP egress
+    async with Engine(factory, config=config) as engine, _maybe_serve(engine, api) as url:
+        try:
+            await engine.add_stream(spec, frame_sinks=(snapshot,))
+        except (SourceError, ValueError) as error:
+            raise UserError(str(error)) from None
+        if url is not None:
+            login = " (the API has a token: add #token=YOUR_TOKEN to the address)" if api and api.token else ""
+            print(f"streamer demo: watch it live at {url}/?source=stream&stream=demo&autostart=1{login}; "
+                  "Ctrl-C to stop", flush=True)  # fmt: skip
+        await _until_done_or_signal(engine, StatusBoard(engine.sessions), duration, forever=url is not None)
+        session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
     if snapshot.best is not None:
         cv2.imwrite(str(png), cv2.cvtColor(overlay(*snapshot.best), cv2.COLOR_RGB2BGR))
@@ -114,6 +126,7 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     if session is None:
         return 1
     s = session.stats
+    ids = snapshot.started
     by_concept = {text: sorted(i for i, c in ids.items() if c is not None and session.concepts[c].text == text)
                   for text in prompts}  # fmt: skip
     print(f"processed {s.frames_out} frames in {elapsed:.1f} s: "
@@ -124,9 +137,3 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     for label, path in (("redacted video", video), ("event log", log), ("overlay", png)):
         print(f"  {label:15} {path}" + ("" if path.exists() else "  (not written)"))
     return 1 if engine.errors else 0
-
-
-async def _collect_ids(subscription: Subscription, ids: dict[int, int | None]) -> None:
-    async for envelope in subscription:
-        if isinstance(envelope.event, ev.ObjectStarted):
-            ids[envelope.event.object_id] = envelope.event.concept_id

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -21,6 +22,7 @@ from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import read_log
 from streamer.cli import EXIT_FAILED, TOKEN_ENV, UserError, _parser, _run, api_config, engine_config
+from streamer.demo import DEFAULT_DURATION_S, demo
 from tests.fakes import FakeTracker, eventually
 from tests.streamer.conftest import Clips, free_port
 from tests.streamer.webrtc_peers import view
@@ -170,6 +172,39 @@ async def test_refused_rtsp_with_max_reconnects_fails_alone(capsys: pytest.Captu
     assert len(failures) == 2 and "stream s1 failed: " in failures[0] and "gave up after 2" in failures[0]
 
 
+async def test_demo_serve_serves_the_page_until_ctrl_c(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    args = _parser().parse_args(["demo", "synthetic://160x120@15", "--prompt", "red", "--serve", "--port", str(port),
+                                 "--out-dir", str(tmp_path)])  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    run = asyncio.create_task(demo(args, fake_model))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_for_api(base, http, run)
+            async with http.get(f"{base}/") as r:
+                assert r.status == 200 and r.content_type == "text/html"
+                assert '<script type="module" src="/web/app.js">' in await r.text()
+            async with http.get(f"{base}/v1/streams/demo") as r:
+                assert (await r.json())["state"] == "live"
+            await asyncio.sleep(DEFAULT_DURATION_S / 10)
+            assert not run.done()  # no duration with --serve: it runs until Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)
+        assert await asyncio.wait_for(run, 10) == 0
+    finally:
+        run.cancel()
+    out = capsys.readouterr().out
+    assert f"watch it live at {base}/?source=stream&stream=demo&autostart=1" in out
+    assert "objects: 1 'red': IDs [1]" in out  # the synthetic scene's red circle
+    for name in ("redacted.mp4", "events.msgpack", "overlay.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+async def test_demo_bad_source_is_a_user_error(tmp_path: Path) -> None:
+    args = _parser().parse_args(["demo", "ftp://camera/1", "--prompt", "red", "--out-dir", str(tmp_path)])
+    with pytest.raises(UserError, match="unsupported"):  # itself, not inside an ExceptionGroup
+        await demo(args, fake_model)
+
+
 async def poll(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within_s: float = 10.0) -> T:
     for _ in range(int(within_s / 0.05)):
         if ok(value := await get()):
@@ -213,3 +248,25 @@ def test_demo_leaves_its_outputs_and_a_summary(tmp_path: Path) -> None:
     assert "processed" in result.stdout and "objects:" in result.stdout
     for name in ("redacted.mp4", "events.msgpack", "overlay.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
+
+
+@slow
+def test_demo_serve_runs_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "streamer", "demo", "synthetic://160x120@10", "--model", "tiny", "--serve",
+               "--port", str(port), "--out-dir", str(tmp_path)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            lines = []
+            while not (lines and "watch it live at" in lines[-1]):
+                lines.append(process.stdout.readline())
+                assert lines[-1], f"the demo ended early: {lines} {process.stderr.read() if process.stderr else ''}"
+            page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+            assert page.status == 200 and b"/web/app.js" in page.read()
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "processed" in out
