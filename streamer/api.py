@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -41,7 +41,7 @@ ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a secret: never in a printed config
     max_body_bytes: int = 64 * 1024
     webrtc: WebRtcConfig | None = WebRtcConfig()  # WHIP/WHEP and the page at /; None: off
 

@@ -115,8 +115,9 @@ class RtspSource(ThreadedSource):
                 reason = av_reason(e)
                 attempts = self.config.max_attempts
                 if attempts is not None and failures >= attempts:
+                    plural = "s" if failures != 1 else ""
                     raise SourceError(
-                        f"{self.safe_url}: {reason} (gave up after {failures} attempts)"
+                        f"{self.safe_url}: {reason} (gave up after {failures} attempt{plural})"
                     ) from None
                 delay = backoff_delay(failures, self.config, self._rng)
                 log.warning("%s: connect failed (%s); retry %d in %.2f s", self.safe_url, reason, failures, delay)

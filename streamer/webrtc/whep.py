@@ -8,7 +8,8 @@ The offer's video m-line (recvonly) gets the stream's output video: redacted whe
 redacts, else the source's frames (streamer/webrtc/egress.py). A DataChannel labelled `events`
 opened by the viewer in the same offer carries the stream's events, one encoded event per message,
 `Hello` first (streamer/webrtc/datachannel.py): video and masks arrive together on one peer. An
-offer may carry either or both. Streams added before the gateway started have no egress (409).
+offer may carry either or both. Streams added before the gateway started (Python API only; the
+CLI starts it first) have no egress (409).
 """
 
 from __future__ import annotations
