@@ -45,6 +45,12 @@ def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/embedded"), help="run folder")
     p.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE}")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start from the weights of this state file (e.g. an earlier run's last.pt), "
+        "with fresh schedules: longer training after a run has finished",
+    )
     p.add_argument("--config", default="embedded", choices=sorted(CONFIGS))
     p.add_argument("--detector-steps", type=int, default=DetectorSchedule.steps)
     p.add_argument("--batch", type=int, default=DetectorSchedule.batch_images)
@@ -218,6 +224,10 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"config {config.name}: {n_params:,} parameters on {device}", flush=True)
     state = None
+    if args.init is not None and not (args.resume and save.path.exists()):
+        init = torch.load(args.init, map_location=device, weights_only=True)
+        model.load_state_dict(init["model"])
+        print(f"initialised from {args.init} ({init['phase']} step {init['step']})", flush=True)
     if args.resume and save.path.exists():
         state = torch.load(save.path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
