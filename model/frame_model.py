@@ -11,6 +11,7 @@ grid (`mask_size`, 288 at 1008 px); logits > 0 mean foreground.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -113,4 +114,11 @@ def as_frame_model(model: object) -> FrameModel:
         return model  # type: ignore[return-value]
     from model.sam3_frame_model import Sam3FrameModel  # the networks, only when needed
 
-    return Sam3FrameModel(model)
+    # one adapter per model, so trackers built from one Sam3 can share `step_many`
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _ADAPTERS[model] = Sam3FrameModel(model)  # type: ignore[arg-type]
+    return adapter
+
+
+_ADAPTERS: weakref.WeakKeyDictionary[object, FrameModel] = weakref.WeakKeyDictionary()

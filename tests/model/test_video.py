@@ -204,3 +204,18 @@ def test_one_batched_tracker_call_per_frame() -> None:
     assert model.calls["track"] == 11  # frame 0 has nothing to propagate
     assert model.calls["memory"] == 12
     assert model.batch_sizes[-1] == 3
+
+
+def test_trackers_on_one_sam3_share_one_adapter() -> None:
+    import torch
+
+    from model.build import build_sam3
+
+    torch.set_num_threads(2)
+    model = build_sam3("tiny")
+    a, b = VideoTracker(model, CFG), VideoTracker(model, CFG)
+    a.add_concept(Concept(text="cat"))
+    b.add_concept(Concept(text="dog"))
+    frame = np.zeros((40, 50, 3), dtype=np.uint8)
+    ra, rb = VideoTracker.step_many([a, b], [frame, frame], [0, 0])
+    assert (ra.width, ra.height, rb.frame_index) == (50, 40, 0)
