@@ -42,7 +42,7 @@ class TrackerSchedule:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     mask_focal: float = 20.0
-    mask_dice: float = 1.0
+    mask_dice: float = 5.0  # as for the detector: at 1.0 masks stayed under-confident
     object_score: float = 1.0
     iou: float = 1.0
     bf16: bool = True  # bfloat16 autocast for the network calls; losses in fp32
