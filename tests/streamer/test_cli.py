@@ -163,7 +163,7 @@ async def test_refused_rtsp_with_max_reconnects_fails_alone(capsys: pytest.Captu
                 assert r.status == 201, await r.text()
                 added = (await r.json())["stream_id"]
             failed = await poll(lambda: stream(added), lambda s: s["state"] == "failed")
-            assert "gave up after 1 attempts" in failed["error"]
+            assert "gave up after 1 attempt)" in failed["error"]
         os.kill(os.getpid(), signal.SIGINT)
         assert await asyncio.wait_for(run, 10) == EXIT_FAILED
     finally:
