@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from fractions import Fraction
 
@@ -84,7 +85,7 @@ class _InputQueue:
                 pass
 
 
-class EncodingOutput:
+class EncodingOutput(ABC):
     def __init__(
         self,
         *,
@@ -144,8 +145,9 @@ class EncodingOutput:
 
     # -- for subclasses -------------------------------------------------------------------------
 
+    @abstractmethod
     def _open_container(self) -> av.container.OutputContainer:
-        raise NotImplementedError
+        """Open the output container (file or network target); called on the encoder thread."""
 
     # -- the encoder thread ---------------------------------------------------------------------
 

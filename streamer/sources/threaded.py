@@ -17,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -82,7 +83,7 @@ class Producer:
         self._handoff.sleep(seconds)
 
 
-class ThreadedSource:
+class ThreadedSource(ABC):
     """Base for sources decoded in a thread; subclasses implement `_produce` and `_describe`."""
 
     def __init__(
@@ -145,13 +146,13 @@ class ThreadedSource:
 
     # -- for subclasses -----------------------------------------------------------------------
 
+    @abstractmethod
     def _produce(self, out: Producer) -> None:
         """Blocking: decode and `out.frame(...)` until the stream ends; raise SourceError on failure."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _describe(self) -> str:
         """A short, credential-free name for logs ("rtsp://cam/stream", "file clip.mp4")."""
-        raise NotImplementedError
 
     # -- internals ----------------------------------------------------------------------------
 
