@@ -31,7 +31,8 @@ class ClipConfig:
     passer_rate: float = 0.3  # objects that enter from outside and leave
     occluder_rate: float = 0.7  # clips with a large object crossing over the others
     max_spin: float = 0.05  # radians per frame
-    shape: Shape | None = None  # every object (not the occluder) has this shape, e.g. for load tests
+    # every object but the occluder gets this shape (load tests: "five circles")
+    shape: Shape | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
