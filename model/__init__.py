@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "build_sam3": "model.build",
+    "packaged_checkpoint": "model.build",
     "Sam3": "model.sam3",
     "Sam3Config": "model.config",
     "CONFIGS": "model.config",

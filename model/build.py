@@ -8,6 +8,8 @@ cast to `dtype` (floating tensors only; the complex RoPE tables stay complex64).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -25,6 +27,18 @@ from model.tokenizer import Tokenizer, train_bpe
 
 CLIP_VOCAB_SIZE = 49408
 
+# Config names whose trained weights ship inside the package, under model/assets/.
+PACKAGED_WEIGHTS = {"embedded": "embedded.safetensors"}
+
+
+def packaged_checkpoint(name: str) -> Path | None:
+    """The weights shipped with the package for config `name`, or None if there are none."""
+    filename = PACKAGED_WEIGHTS.get(name)
+    if filename is None:
+        return None
+    path = Path(str(resources.files("model") / "assets" / filename))
+    return path if path.is_file() else None
+
 
 def build_sam3(
     name_or_config: str | Sam3Config | None = None,
@@ -40,8 +54,11 @@ def build_sam3(
     config stored in a native checkpoint (else "sam3"). checkpoint: official `sam3.pt`, an HF
     `facebook/sam3` folder, or a native `.safetensors` file. The returned model has `.tokenizer`
     set (explicit > stored with the checkpoint > official CLIP vocab > byte-level fallback) and
-    `.load_report` (None without a checkpoint).
+    `.load_report` (None without a checkpoint). A config name with packaged weights
+    (`PACKAGED_WEIGHTS`, e.g. "embedded") loads them when no checkpoint is given.
     """
+    if checkpoint is None and isinstance(name_or_config, str):
+        checkpoint = packaged_checkpoint(name_or_config)
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     config = _resolve_config(name_or_config, ckpt)
     if ckpt is None:
@@ -80,10 +97,12 @@ def _resolve_config(name_or_config: str | Sam3Config | None, ckpt: Checkpoint | 
         config = CONFIGS[name_or_config]
     else:
         raise ValueError(f"unknown config {name_or_config!r}; known: {sorted(CONFIGS)}")
-    if stored is not None and stored != config:
+    # Only the architecture must agree with the weights; the video loop's thresholds are run-time
+    # settings, so the requested ones win over whatever the file was saved with.
+    if stored is not None and replace(stored, name="", video=config.video) != replace(config, name=""):
         raise CheckpointError(
-            f"{ckpt.path} was saved for config {stored.name!r}, which differs from the requested "
-            f"{config.name!r}; pass name_or_config=None to use the stored one"
+            f"{ckpt.path} was saved for config {stored.name!r}, whose architecture differs from "
+            f"the requested {config.name!r}; pass name_or_config=None to use the stored one"
         )
     return config
 

@@ -21,7 +21,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -80,13 +79,13 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], Tracker], st
     """Build the model once; return a per-stream tracker factory and a one-line description."""
     import torch
 
-    from model import CheckpointError, VideoTracker, build_sam3
+    from model import CheckpointError, VideoTracker, build_sam3, packaged_checkpoint
 
     if choice.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {choice.device}: CUDA is not available on this machine")
     checkpoint, name, note = choice.checkpoint, choice.name, ""
     if checkpoint is None and name == "embedded":
-        checkpoint = _embedded_checkpoint()
+        checkpoint = packaged_checkpoint(name)
         if checkpoint is None:
             name, note = "tiny", " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)"
     if checkpoint is not None and not checkpoint.exists():
@@ -113,15 +112,6 @@ def _warm_up(factory: Callable[[], Tracker], steps: int = 3) -> None:
     blank = np.zeros((360, 640, 3), dtype=np.uint8)
     for index in range(steps):
         tracker.step(blank, index)
-
-
-def _embedded_checkpoint() -> Path | None:
-    """The default model's weights shipped inside the model package (model/assets/embedded*)."""
-    assets = resources.files("model") / "assets"
-    for candidate in sorted(assets.iterdir(), key=lambda p: p.name):
-        if candidate.name.startswith("embedded") and candidate.name.endswith((".safetensors", ".pt")):
-            return Path(str(candidate))
-    return None
 
 
 # --- commands --------------------------------------------------------------------------------

@@ -79,3 +79,25 @@ def test_cuda_bfloat16_backbone() -> None:
             torch.randn(2, 3, 112, 112, device="cuda"), tracker=True
         )
     assert feats.detector_maps[0].is_cuda and feats.detector_maps[0].dtype == torch.bfloat16
+
+
+def test_packaged_checkpoint_lookup_is_by_config_name() -> None:
+    from model.build import PACKAGED_WEIGHTS, packaged_checkpoint
+
+    assert packaged_checkpoint("tiny") is None  # no weights ship for tiny
+    found = packaged_checkpoint("embedded")
+    assert found is None or found.name == PACKAGED_WEIGHTS["embedded"]
+
+
+def test_stored_video_thresholds_do_not_block_loading(tmp_path: Path) -> None:
+    """Run-time thresholds may change between saving and loading; the architecture may not."""
+    from dataclasses import replace
+
+    tiny = CONFIGS["tiny"]
+    path = tmp_path / "tiny.safetensors"
+    save_native(path, build_sam3("tiny"), tiny)
+    looser = replace(tiny, video=replace(tiny.video, new_det_thresh=0.3))
+    assert build_sam3(looser, path).config.video.new_det_thresh == 0.3
+    wider = replace(tiny, detector=replace(tiny.detector, num_queries=tiny.detector.num_queries + 1))
+    with pytest.raises(CheckpointError, match="architecture differs"):
+        build_sam3(wider, path)
