@@ -191,3 +191,32 @@ def test_tracker_step_trains_tracker_and_its_neck_only() -> None:
     assert not torch.equal(
         neck, model.detector.backbone.vision_backbone.sam2_convs[0].conv_1x1.weight
     )
+
+
+def test_presence_follows_the_prompt_when_overfitting() -> None:
+    """Issue 7 check: on fixed images, each with one present and one absent phrase, the presence
+    head must learn to tell the two phrases apart (text reaches presence; targets per prompt)."""
+    torch.manual_seed(0)
+    config = CONFIGS["tiny"]
+    detector = Sam3(config).detector
+    tokenizer = world_tokenizer(config.text.context_length)
+    world = ImageConfig(world=WorldConfig(height=112, width=112))
+    chosen = [
+        i
+        for i in range(40)
+        if [len(t) > 0 for t in detection_batch(Split.TRAIN, [i], world, 2).targets]
+        == [True, False]
+    ][:2]
+    batch = detection_batch(Split.TRAIN, chosen, world, 2)  # prompts: present, absent, ...
+    tokens = tokenizer(list(batch.texts))
+    schedule = DetectorSchedule(steps=40, warmup_steps=5, lr=2e-3, bf16=False)
+    optimizer = make_optimizer(detector, schedule.lr, schedule.weight_decay)
+    for step in range(schedule.steps):
+        detector_step(detector, optimizer, batch, tokens, schedule, step)
+    detector.eval()
+    with torch.no_grad():
+        image = detector.encode_image(batch.images)
+        text = detector.encode_text(tokens.ids, tokens.padding_mask)
+        out = detector.decode(image, detector.encode_prompt(image, text, None, batch.image_index))
+    present, absent = out.presence[0::2], out.presence[1::2]  # same images, different phrases
+    assert bool((present > 0.8).all()) and bool((absent < 0.2).all()), out.presence
