@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from model.box_ops import masks_to_boxes
 from model.lifecycle import Lifecycle, Track
 from model.mask_rules import object_non_overlap
+from model.sam.mask_decoder import upcast
 from model.tracker_types import ObjectPrompt
 from model.types import BoxPrompt, ObjectStartedEvent, PointPrompt, TrackedObject
 
@@ -54,7 +55,7 @@ def publish(
         return (), ()
     masks = (
         F.interpolate(
-            logits[chosen][:, None].float(),
+            upcast(logits[chosen][:, None]),
             size=(height, width),
             mode="bilinear",
             align_corners=False,

@@ -16,6 +16,7 @@ import torch
 from scipy import ndimage
 
 from model.association import mask_iou
+from model.sam.mask_decoder import upcast
 
 NEVER_OCCLUDED = -1
 ALWAYS_OCCLUDED = 1 << 40  # objects just removed by hot-start lose every overlap
@@ -90,7 +91,7 @@ def object_non_overlap(
     """
     if masks.shape[0] <= 1:
         return masks
-    per_pixel = torch.where(masks, scores[:, None, None].to(torch.float32), 0.0)
+    per_pixel = torch.where(masks, upcast(scores)[:, None, None], 0.0)
     return masks & pixelwise_owner(per_pixel, groups)
 
 
@@ -116,7 +117,7 @@ def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     """
     if max_area <= 0 or logits.shape[0] == 0:
         return logits
-    host = logits.detach().float().cpu().numpy()
+    host = upcast(logits.detach()).cpu().numpy()
     out = host.copy()
     for i, mask in enumerate(host):
         background = mask <= 0

@@ -58,8 +58,9 @@ def memory_tokens(
     b, s, cm, h, w = memory.features.shape
     num_slots = tpos_enc.shape[0]
     spatial = memory.features.to(dtype).permute(0, 1, 3, 4, 2).reshape(b, s * h * w, cm)
-    grid_pos = sine_position_grid(h, w, cm, device=spatial.device).to(dtype)  # Cm x h x w
-    grid_pos = grid_pos.flatten(1).transpose(0, 1)  # hw x Cm
+    work = torch.promote_types(dtype, torch.float32)  # float64 runs stay float64
+    grid_pos = sine_position_grid(h, w, cm, device=spatial.device, dtype=work)  # Cm x h x w
+    grid_pos = grid_pos.to(dtype).flatten(1).transpose(0, 1)  # hw x Cm
     tpos = tpos_enc[(memory.offsets - 1) % num_slots].to(dtype)  # B x S x Cm
     spatial_pos = (grid_pos[None, None] + tpos[:, :, None]).reshape(b, s * h * w, cm)
     spatial_pad = (~memory.valid).repeat_interleave(h * w, dim=1)  # B x S*hw
@@ -221,7 +222,14 @@ class MemoryAttention(nn.Module):
             )
         x = features + self.input_pos_scale * features_pos
         x = x.flatten(2).transpose(1, 2)  # B x HW x C
-        freqs_cis = axial_rope_freqs(self.head_dim, w, h, theta=self.rope_theta, device=x.device)
+        freqs_cis = axial_rope_freqs(
+            self.head_dim,
+            w,
+            h,
+            theta=self.rope_theta,
+            device=x.device,
+            dtype=torch.promote_types(x.dtype, torch.float32),  # complex128 for float64 runs
+        )
         for layer in self.layers:
             x = layer(
                 x,

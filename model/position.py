@@ -1,6 +1,7 @@
 """Sine position encodings (DETR style) as pure functions.
 
-Every function computes in float32 and returns float32; callers cast to their working dtype.
+Every function computes in float32 and returns float32 (callers cast to their working dtype),
+except that `sine_position_grid` takes a `dtype` so float64 runs compute it in float64.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ import math
 import torch
 
 
-def _frequencies(num_feats: int, temperature: float, device: torch.device | None) -> torch.Tensor:
+def _frequencies(
+    num_feats: int,
+    temperature: float,
+    device: torch.device | None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """(num_feats,) divisors: temperature ** (2 * (i // 2) / num_feats)."""
-    dim_t = torch.arange(num_feats, dtype=torch.float32, device=device)
+    dim_t = torch.arange(num_feats, dtype=dtype, device=device)
     return temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
 
 
@@ -29,8 +35,10 @@ def sine_position_grid(
     temperature: float = 10000.0,
     scale: float = 2 * math.pi,
     device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Normalised 2-D sine encoding of an H x W grid: (channels, H, W), y features then x features.
+    """Normalised 2-D sine encoding of an H x W grid: (channels, H, W) in `dtype`, y features then
+    x features.
 
     Positions run 1..H (1..W), are divided by the last position (+1e-6) and scaled to (0, 2*pi],
     exactly as SAM 3's `PositionEmbeddingSine(channels, normalize=True)`.
@@ -39,11 +47,11 @@ def sine_position_grid(
         raise ValueError(f"channels must be even, got {channels}")
     num_feats = channels // 2
     eps = 1e-6
-    y = torch.arange(1, height + 1, dtype=torch.float32, device=device)
-    x = torch.arange(1, width + 1, dtype=torch.float32, device=device)
+    y = torch.arange(1, height + 1, dtype=dtype, device=device)
+    x = torch.arange(1, width + 1, dtype=dtype, device=device)
     y = y / (y[-1] + eps) * scale
     x = x / (x[-1] + eps) * scale
-    dim_t = _frequencies(num_feats, temperature, device)
+    dim_t = _frequencies(num_feats, temperature, device, dtype)
     pos_y = _interleave_sin_cos(y[:, None] / dim_t)  # H x F
     pos_x = _interleave_sin_cos(x[:, None] / dim_t)  # W x F
     pos = torch.cat(

@@ -17,18 +17,19 @@ def axial_rope_angles(
     theta: float = 10000.0,
     scale: float = 1.0,
     device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Rotation angles for an end_y x end_x grid, row-major: (end_x * end_y, head_dim // 2) float32.
+    """Rotation angles for an end_y x end_x grid, row-major: (end_x * end_y, head_dim // 2) in
+    `dtype` (float32, or float64 for float64 runs).
 
     Token i sits at x = i % end_x, y = i // end_x (times `scale`). The first head_dim // 4 pairs
     rotate with x, the last head_dim // 4 with y, at frequencies 1 / theta ** (4k / head_dim).
     """
     if head_dim % 4:
         raise ValueError(f"2-D axial RoPE needs head_dim divisible by 4, got {head_dim}")
-    freqs = 1.0 / (
-        theta ** (torch.arange(0, head_dim, 4, device=device)[: head_dim // 4].float() / head_dim)
-    )
-    t = torch.arange(end_x * end_y, dtype=torch.float32, device=device)
+    exponents = torch.arange(0, head_dim, 4, device=device)[: head_dim // 4].to(dtype) / head_dim
+    freqs = 1.0 / (theta**exponents)
+    t = torch.arange(end_x * end_y, dtype=dtype, device=device)
     t_x = (t % end_x) * scale
     t_y = torch.div(t, end_x, rounding_mode="floor") * scale
     return torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)  # L x D/2
@@ -42,15 +43,23 @@ def axial_rope_freqs(
     theta: float = 10000.0,
     scale: float = 1.0,
     device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Unit complex rotations `freqs_cis`: (end_x * end_y, head_dim // 2) complex64."""
-    angles = axial_rope_angles(head_dim, end_x, end_y, theta=theta, scale=scale, device=device)
+    """Unit complex rotations `freqs_cis`: (end_x * end_y, head_dim // 2) complex64 (complex128
+    for dtype float64)."""
+    angles = axial_rope_angles(
+        head_dim, end_x, end_y, theta=theta, scale=scale, device=device, dtype=dtype
+    )
     return torch.polar(torch.ones_like(angles), angles)
 
 
 def apply_rotary(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of x (..., L, D) by freqs_cis (L, D/2); computed in float32, returns x's dtype."""
+    """Rotate channel pairs of x (..., L, D) by freqs_cis (L, D/2); returns x's dtype.
+
+    Computed in float32 for bf16 / fp16 / float32 inputs and in float64 for float64 ones.
+    """
     if freqs_cis.shape != (x.shape[-2], x.shape[-1] // 2):
         raise ValueError(f"freqs_cis {tuple(freqs_cis.shape)} does not fit x {tuple(x.shape)}")
-    x_complex = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # ... x L x D/2
+    real = x.to(torch.promote_types(x.dtype, torch.float32))
+    x_complex = torch.view_as_complex(real.reshape(*x.shape[:-1], -1, 2))  # ... x L x D/2
     return torch.view_as_real(x_complex * freqs_cis).flatten(-2).type_as(x)  # ... x L x D

@@ -19,7 +19,7 @@ from model.box_ops import xyxy_to_cxcywh
 from model.frame_model import FrameDetections, TrackOutput
 from model.geometry import GeometryPrompt
 from model.memory_bank import MemoryBatch
-from model.sam.mask_decoder import resize_logits
+from model.sam.mask_decoder import resize_logits, upcast, working_dtype
 from model.sam3 import Sam3
 from model.tracker import MASK_OUT_BIAS, MASK_OUT_SCALE
 from model.tracker_types import ObjectPrompt, TrackerFeatures, TrackStepOutput
@@ -83,10 +83,11 @@ class Sam3FrameModel:
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """HxWx3 uint8 RGB -> (B, 3, S, S) normalised to [-1, 1] on the model's device/dtype."""
         s = self.image_size
+        work = working_dtype(self._param.dtype)  # float32, or float64 for float64 models
         batch = []
         for image in images:
             x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-            x = x.permute(2, 0, 1)[None].float() / 255.0  # 1 x 3 x H x W
+            x = x.permute(2, 0, 1)[None].to(work) / 255.0  # 1 x 3 x H x W
             batch.append(F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False))
         pixels = (torch.cat(batch) - 0.5) / 0.5
         return pixels.to(self._param.dtype)
@@ -148,12 +149,12 @@ class Sam3FrameModel:
         out = detector.decode(
             frame.vision, detector.encode_prompt(frame.vision, text, geometry, index)
         )
-        masks = out.mask_logits.float()  # P x Q x m x m
+        masks = upcast(out.mask_logits)  # P x Q x m x m
         if masks.shape[-1] != self.mask_size:
             masks = F.interpolate(
                 masks, size=(self.mask_size,) * 2, mode="bilinear", align_corners=False
             )
-        scores, boxes = out.scores.float(), out.boxes_xyxy.float()
+        scores, boxes = upcast(out.scores), upcast(out.boxes_xyxy)
         return [FrameDetections(scores[p], masks[p], boxes[p]) for p in range(len(prompts))]
 
     # --- tracker ---------------------------------------------------------------------------
@@ -170,9 +171,8 @@ class Sam3FrameModel:
         rows = []
         for i, p in enumerate(prompts):
             if p.mask is not None:
-                m16 = resize_logits(
-                    p.mask.float()[None, None].to(self.device), size, antialias=True
-                )
+                mask = p.mask[None, None].to(self.device, working_dtype(self._param.dtype))
+                m16 = resize_logits(mask, size, antialias=True)
                 rows.append(m16 * MASK_OUT_SCALE + MASK_OUT_BIAS)
             else:
                 rows.append(resize_logits(step.high_res_masks[i : i + 1], size, antialias=True))
@@ -202,7 +202,7 @@ def _frame(features: object) -> Sam3Frame:
 def _output(step: TrackStepOutput) -> TrackOutput:
     return TrackOutput(
         mask_logits=step.low_res_masks[:, 0],  # B x m x m
-        object_score_logits=step.object_score_logits[:, 0].float(),
-        iou_scores=step.iou_scores.float(),
+        object_score_logits=upcast(step.object_score_logits[:, 0]),
+        iou_scores=upcast(step.iou_scores),
         pointers=step.obj_ptr,
     )

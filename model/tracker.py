@@ -30,7 +30,14 @@ from model.memory_attention import MemoryAttention, memory_tokens
 from model.memory_bank import MemoryBatch
 from model.memory_encoder import MemoryEncoder
 from model.position import sine_position_grid
-from model.sam.mask_decoder import DecoderOutput, MaskDecoder, resize_logits, select_masks
+from model.sam.mask_decoder import (
+    DecoderOutput,
+    MaskDecoder,
+    resize_logits,
+    select_masks,
+    upcast,
+    working_dtype,
+)
 from model.sam.prompt_encoder import NOT_A_POINT, PromptEncoder
 from model.sam.transformer import TwoWayTransformer
 from model.tracker_types import ObjectPrompt, TrackerFeatures, TrackStepOutput
@@ -40,11 +47,14 @@ MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # a mask prompt taken as output: lo
 
 
 def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """1-D sine encoding (official `get_1d_sine_pe`): (...,) -> (..., dim) as [sin | cos]."""
+    """1-D sine encoding (official `get_1d_sine_pe`): (...,) -> (..., dim) as [sin | cos].
+
+    Computed in float32, or float64 for float64 positions."""
     half = dim // 2
-    dim_t = torch.arange(half, dtype=torch.float32, device=positions.device)
+    positions = upcast(positions)
+    dim_t = torch.arange(half, dtype=positions.dtype, device=positions.device)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)
-    angles = positions.float().unsqueeze(-1) / dim_t
+    angles = positions.unsqueeze(-1) / dim_t
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
@@ -155,7 +165,9 @@ class Tracker(nn.Module):
             raise ValueError(
                 f"neck maps {[tuple(m.shape) for m in maps]} do not fit a {g} x {g} tracker grid"
             )
-        pos = sine_position_grid(g, g, self.config.d_model, device=pix.device).to(pix.dtype)
+        pos = sine_position_grid(
+            g, g, self.config.d_model, device=pix.device, dtype=working_dtype(pix.dtype)
+        ).to(pix.dtype)
         return TrackerFeatures(
             feat_s0=self.sam_mask_decoder.conv_s0(s0),
             feat_s1=self.sam_mask_decoder.conv_s1(s1),
@@ -211,7 +223,7 @@ class Tracker(nn.Module):
         # 4. absent objects: placeholder mask and the no-object pointer
         scores = decoded.object_score_logits  # N x 1
         appearing = scores > 0
-        low_res = torch.where(appearing[:, :, None, None], chosen.masks.float(), NO_OBJ_SCORE)
+        low_res = torch.where(appearing[:, :, None, None], upcast(chosen.masks), NO_OBJ_SCORE)
         obj_ptr = torch.where(appearing, self.obj_ptr_proj(chosen.tokens), self.no_obj_ptr)
         ious = chosen.ious
 
@@ -219,7 +231,7 @@ class Tracker(nn.Module):
         high_res_prompt: torch.Tensor | None = None
         if masks_16g:
             rows = torch.tensor(list(masks_16g), device=low_res.device)
-            m16 = torch.cat(list(masks_16g.values())).float()  # M x 1 x 16g x 16g
+            m16 = torch.cat(list(masks_16g.values()))  # M x 1 x 16g x 16g
             high_res_prompt = m16 * MASK_OUT_SCALE + MASK_OUT_BIAS
             present = (m16 > 0).flatten(1).any(dim=1, keepdim=True)  # M x 1
             low_res = low_res.index_copy(
@@ -275,7 +287,7 @@ class Tracker(nn.Module):
         feats = _expand(features, n)
         masks = resize_logits(mask_logits, self.config.memory_mask_size, antialias=True)
         hard = torch.as_tensor(binarize, device=masks.device).reshape(-1, 1, 1, 1)
-        probs = torch.where(hard, (masks > 0).float(), masks.sigmoid())
+        probs = torch.where(hard, (masks > 0).to(masks.dtype), masks.sigmoid())
         scaled = (
             probs * self.config.sigmoid_scale_for_mem_enc + self.config.sigmoid_bias_for_mem_enc
         )
@@ -303,7 +315,8 @@ class Tracker(nn.Module):
             memory = MemoryBatch(*(t[rows] for t in memory))
             pix = pix[rows] if pix.shape[0] > 1 else pix
         c = self.config
-        distances = memory.pointer_distances / max(c.max_obj_ptrs_in_encoder - 1, 1)
+        distances = memory.pointer_distances.to(working_dtype(pix.dtype))
+        distances = distances / max(c.max_obj_ptrs_in_encoder - 1, 1)
         keys = memory_tokens(
             memory,
             tpos_enc=self.maskmem_tpos_enc.reshape(c.num_maskmem, c.mem_dim),
@@ -319,7 +332,8 @@ class Tracker(nn.Module):
         out: dict[int, torch.Tensor] = {}
         for i, prompt in enumerate(prompts):
             if prompt is not None and prompt.mask is not None:
-                mask = prompt.mask.float()[None, None].to(self.no_obj_ptr.device)
+                param = self.no_obj_ptr
+                mask = prompt.mask[None, None].to(param.device, working_dtype(param.dtype))
                 out[i] = resize_logits(mask, size, antialias=True)
         return out
 

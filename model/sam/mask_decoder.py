@@ -180,14 +180,26 @@ def select_masks(
     )
 
 
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype mask arithmetic runs in: float32 for bf16 / fp16 inputs, else the input's own
+    (float64 stays float64, so a float64 run has no float32 rounding anywhere)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """x in `working_dtype` (a no-op for float32 and float64)."""
+    return x.to(working_dtype(x.dtype))
+
+
 def resize_logits(masks: torch.Tensor, size: int, *, antialias: bool) -> torch.Tensor:
-    """Bilinear resize of (B, 1, H, W) mask logits to size x size, computed in float32.
+    """Bilinear resize of (B, 1, H, W) mask logits to size x size, in `working_dtype`.
 
     The official tracker upsamples low-res masks to the image without antialiasing and
     resizes to the memory-encoder size with it; callers say which (the results differ by ~1e-6).
     """
+    masks = upcast(masks)
     if masks.shape[-2:] == (size, size):
-        return masks.float()
+        return masks
     return F.interpolate(
-        masks.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=antialias
+        masks, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias
     )

@@ -26,6 +26,7 @@ from model.config import CONFIGS, TrackerConfig
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, MemoryView, stack_views
 from model.tracker import Tracker
 from model.tracker_types import ObjectPrompt, TrackerFeatures
+from tests.model.hf_float64 import keep_float64
 
 pytestmark = pytest.mark.parity
 
@@ -239,8 +240,11 @@ def test_sine_position_matches_hf_neck() -> None:
     ],
 )
 @torch.no_grad()
-def test_tracker_matches_hf_streaming_points_and_boxes(dtype: torch.dtype, tol: float) -> None:
+def test_tracker_matches_hf_streaming_points_and_boxes(
+    dtype: torch.dtype, tol: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.set_num_threads(2)
+    keep_float64(monkeypatch)  # HF's float32 steps in float64 too, as ours (no-op in float32)
     hf, ours = build_pair(seed=0, dtype=dtype)
     session = Sam3TrackerVideoInferenceSession(
         video_height=CONFIG.image_size, video_width=CONFIG.image_size, dtype=dtype
@@ -306,7 +310,7 @@ def test_tracker_matches_hf_streaming_points_and_boxes(dtype: torch.dtype, tol: 
         hf_masks = hf_out.pred_masks.reshape(len(ids), *out.low_res_masks.shape[-2:])
         hf_scores = hf_out.object_score_logits.reshape(len(ids))
         torch.testing.assert_close(
-            out.low_res_masks[:, 0], hf_masks.float(), atol=tol, rtol=0, msg=f"masks, frame {t}"
+            out.low_res_masks[:, 0], hf_masks, atol=tol, rtol=0, msg=f"masks, frame {t}"
         )
         torch.testing.assert_close(
             out.object_score_logits[:, 0], hf_scores, atol=tol, rtol=0, msg=f"scores, frame {t}"
