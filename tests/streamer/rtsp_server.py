@@ -7,6 +7,9 @@ Run it under the system interpreter (the gi bindings are not in the venv):
 
 Mounts (all on 127.0.0.1):
   /test    PLAY    a live synthetic H.264 stream (videotestsrc ball), WIDTHxHEIGHT at FPS
+  /objects PLAY    two coloured objects on grey, WIDTHxHEIGHT at FPS: a red ball wandering slowly
+                   (about 20 px/s from the centre; it starts over when the server does) and a
+                   still blue square near the top right
 
 With --auth every mount requires basic auth as user `viewer` with --password.
 Prints one `ready` line on stdout once the port is bound; stop it with SIGTERM/SIGKILL.
@@ -53,6 +56,21 @@ def main() -> None:
     )
     mounts.add_factory("/test", play_factory(testsrc))
 
+    # the ball pattern advances one step per generated frame: 5 steps/s, repeated to FPS
+    objects = (
+        f"( compositor name=mix background=black sink_1::xpos={args.width * 3 // 4} "
+        f"sink_1::ypos={args.height // 12} ! video/x-raw,width={args.width},height={args.height} "
+        f"! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
+        "bitrate=500 ! rtph264pay name=pay0 pt=96 config-interval=1 "
+        "videotestsrc is-live=true pattern=ball foreground-color=0xffff0000 "
+        f"background-color=0xff808080 ! video/x-raw,width={args.width},height={args.height},"
+        f"framerate=5/1 ! videorate ! video/x-raw,framerate={args.fps}/1 ! mix.sink_0 "
+        "videotestsrc is-live=true pattern=solid-color foreground-color=0xff0000ff "
+        f"! video/x-raw,width={args.width // 8},height={args.width // 8},framerate={args.fps}/1 "
+        "! mix.sink_1 )"
+    )
+    mounts.add_factory("/objects", play_factory(objects))
+
     if args.auth:
         # Every mount needs `viewer:PASSWORD`: gst-rtsp-server only sends the 401 challenge that
         # makes FFmpeg present credentials when no anonymous default token is set.
@@ -62,7 +80,8 @@ def main() -> None:
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic("viewer", args.password), viewer)
         server.set_auth(auth)
         allow = "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
-        mounts.match("/test")[0].add_role_from_structure(Gst.Structure.from_string(allow)[0])
+        for path in ("/test", "/objects"):
+            mounts.match(path)[0].add_role_from_structure(Gst.Structure.from_string(allow)[0])
 
     if server.attach(None) == 0:
         print(f"failed to bind 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
