@@ -77,7 +77,8 @@ async def test_bad_url_fails_its_stream_while_rtsp_keeps_running(rtsp_server: Rt
 async def test_rtsp_reconnect_keeps_object_ids_scripted_tracker(rtsp_server: RtspServer) -> None:
     """SCRIPTED tracker (it finds the white ball of videotestsrc by colour) on the REAL RTSP server:
     kill the server, restart it, and the stream comes back with the same object ID, the tracker
-    having been told about the gap. The real-model version needs trained weights."""
+    having been told about the gap. With the real VideoTracker (its mark_gap, gap tolerance and
+    re-association) behind the engine: tests/streamer/test_e2e_real_tracker.py."""
     tracker = FakeTracker(gap_frames=1_000)
     engine = Engine(lambda: tracker, config=EngineConfig(status_interval_s=0.1))
     async with engine:
