@@ -11,10 +11,8 @@ Per frame (official `Sam3TrackerBase.track_step`, reference sam3-official.md §1
     then, after the caller has post-processed the masks:
         features + mask --encode_memory--> spatial memory (+ no_obj_embed_spatial when absent)
 
-The module holds weights only; memories live in the caller's `MemoryBank`s and arrive as a
-padded `MemoryBatch`. Objects with different numbers of memories share one memory-attention
-call (padding masked out); objects whose prompts make different numbers of point tokens are
-decoded in one call per distinct count (usually one: no prompts).
+Weights only: memories live in the caller's `MemoryBank`s and arrive as one padded
+`MemoryBatch` (batching rules in docs/tracker.md); pointer positions in model/object_pointer.py.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from model.layers import MLP
 from model.memory_attention import MemoryAttention, memory_tokens
 from model.memory_bank import MemoryBatch
 from model.memory_encoder import MemoryEncoder
+from model.object_pointer import pointer_positions
 from model.position import sine_position_grid
 from model.sam.mask_decoder import (
     DecoderOutput,
@@ -44,18 +43,6 @@ from model.tracker_types import ObjectPrompt, TrackerFeatures, TrackStepOutput
 
 NO_OBJ_SCORE = -1024.0  # mask logit for objects judged absent (official placeholder)
 MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # a mask prompt taken as output: logits -10 / +10
-
-
-def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """1-D sine encoding (official `get_1d_sine_pe`): (...,) -> (..., dim) as [sin | cos].
-
-    Computed in float32, or float64 for float64 positions."""
-    half = dim // 2
-    positions = upcast(positions)
-    dim_t = torch.arange(half, dtype=positions.dtype, device=positions.device)
-    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)
-    angles = positions.unsqueeze(-1) / dim_t
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class Tracker(nn.Module):
@@ -192,7 +179,7 @@ class Tracker(nn.Module):
         """
         n = _num_objects(memory, prompts)
         prompts = list(prompts) if prompts is not None else [None] * n
-        feats = _expand(features, n)
+        feats = features.expand(n)
         is_mask = [p is not None and p.mask is not None for p in prompts]
         mask_rows = torch.tensor(is_mask, device=feats.pix.device)
 
@@ -284,7 +271,7 @@ class Tracker(nn.Module):
             raise ValueError(
                 f"object_score_logits must be ({n}, 1), got {tuple(object_score_logits.shape)}"
             )
-        feats = _expand(features, n)
+        feats = features.expand(n)
         masks = resize_logits(mask_logits, self.config.memory_mask_size, antialias=True)
         hard = torch.as_tensor(binarize, device=masks.device).reshape(-1, 1, 1, 1)
         probs = torch.where(hard, (masks > 0).to(masks.dtype), masks.sigmoid())
@@ -315,12 +302,12 @@ class Tracker(nn.Module):
             memory = MemoryBatch(*(t[rows] for t in memory))
             pix = pix[rows] if pix.shape[0] > 1 else pix
         c = self.config
-        distances = memory.pointer_distances.to(working_dtype(pix.dtype))
-        distances = distances / max(c.max_obj_ptrs_in_encoder - 1, 1)
         keys = memory_tokens(
             memory,
             tpos_enc=self.maskmem_tpos_enc.reshape(c.num_maskmem, c.mem_dim),
-            pointer_pos=self.obj_ptr_tpos_proj(sine_1d(distances, c.d_model).to(pix.dtype)),
+            pointer_pos=pointer_positions(  # N x P x mem_dim
+                self.obj_ptr_tpos_proj, memory.pointer_distances, c.max_obj_ptrs_in_encoder
+            ),
             dtype=pix.dtype,
         )
         attended = self.memory_attention(pix.expand(rows.numel(), -1, -1, -1), feats.pix_pos, keys)
@@ -409,18 +396,3 @@ def _num_objects(memory: MemoryBatch | None, prompts: Sequence[ObjectPrompt | No
     if n == 0:
         raise ValueError("track_step needs at least one object")
     return n
-
-
-def _expand(features: TrackerFeatures, n: int) -> TrackerFeatures:
-    """Broadcast one frame's features over n objects (views, no copies)."""
-    b = features.pix.shape[0]
-    if b == n:
-        return features
-    if b != 1:
-        raise ValueError(f"features hold {b} frames for {n} objects; use features.select(rows)")
-    return TrackerFeatures(
-        feat_s0=features.feat_s0.expand(n, -1, -1, -1),
-        feat_s1=features.feat_s1.expand(n, -1, -1, -1),
-        pix=features.pix.expand(n, -1, -1, -1),
-        pix_pos=features.pix_pos,
-    )

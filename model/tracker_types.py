@@ -26,6 +26,20 @@ class TrackerFeatures(NamedTuple):
     pix: torch.Tensor
     pix_pos: torch.Tensor
 
+    def expand(self, n: int) -> TrackerFeatures:
+        """One frame's features broadcast over n objects (views, no copies); as is if B == n."""
+        b = self.pix.shape[0]
+        if b == n:
+            return self
+        if b != 1:
+            raise ValueError(f"features hold {b} frames for {n} objects; use features.select(rows)")
+        return TrackerFeatures(
+            feat_s0=self.feat_s0.expand(n, -1, -1, -1),
+            feat_s1=self.feat_s1.expand(n, -1, -1, -1),
+            pix=self.pix.expand(n, -1, -1, -1),
+            pix_pos=self.pix_pos,
+        )
+
     def select(self, frame_of_object: torch.Tensor) -> TrackerFeatures:
         """Per-object features for objects coming from several frames: rows (N,) long."""
         return TrackerFeatures(
