@@ -195,6 +195,8 @@ class VideoConfig:
     memory_selection_threshold: float = 0.01  # keep frames with eff_iou_score > this
     clear_memory_around_condition: bool = True  # a new conditioning frame drops older recent memories
     memory_bf16: bool = True  # store memories in bfloat16 (official; half the memory per object)
+    # on CUDA: the detector pass runs on a side stream beside propagation (model/streams.py)
+    cuda_overlap: bool = True
     # time: objects unseen for longer than this end with reason `lost` (also across `mark_gap`)
     gap_tolerance_s: float = 5.0
     nominal_fps: float = 30.0  # stream clock advance per frame when pts carry no time

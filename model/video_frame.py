@@ -2,7 +2,8 @@
 
 `run_frame` is called by `VideoTracker` with the frame's backbone features. Its sections follow
 the official order: detect -> propagate -> associate -> hot-start / spawn / re-condition ->
-occlusion suppression -> memory encoding -> outputs. Every network call is batched over objects.
+occlusion suppression -> memory encoding -> outputs. Every network call is batched over objects;
+on CUDA the detector pass and propagation overlap on two streams (model/streams.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from model.association import (
 from model.box_ops import mask_iou
 from model.config import VideoConfig
 from model.frame_io import UserPrompt, publish, user_prompt
-from model.frame_model import FrameModel, TrackOutput, eff_iou_score
+from model.frame_model import FrameDetections, FrameModel, TrackOutput, eff_iou_score
 from model.lifecycle import Lifecycle, Track
 from model.mask_rules import (
     NO_OBJECT_LOGIT,
@@ -35,6 +36,7 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
+from model.streams import side_by_side
 from model.tracker_types import ObjectPrompt
 from model.types import (
     Concept,
@@ -77,20 +79,26 @@ def run_frame(
     pts: int | None,
 ) -> FrameTrack:
     t, timings = st.frame_index, {}
-    with _timed(timings, "detect"):
-        dets = _detect(model, cfg, st, features)
-    det_bin = dets.logits > 0
-
-    # --- tracker: propagate every object with memory, prompt the ones the user edited ----------
     prompted_ids = sorted(st.prompts)
     propagated = [tr for oid, tr in sorted(st.tracks.items()) if oid not in st.prompts]
-    with _timed(timings, "track"):
-        prop = _propagate(model, features, propagated, t)
-        user = _prompt(
-            model,
-            features,
-            [user_prompt(st.prompts[o], st.image_size, model.image_size) for o in prompted_ids],
-        )
+    prompts = [user_prompt(st.prompts[o], st.image_size, model.image_size) for o in prompted_ids]
+
+    # --- detector pass beside the tracker: propagate every object with memory, prompt the ones
+    #     the user edited (on CUDA the detector runs on a side stream: model/streams.py) ---------
+    def detector() -> list[FrameDetections]:
+        if not st.concepts:
+            return []
+        with _timed(timings, "detect"):
+            return model.detect(features, [st.concept_prompts[c] for c in st.concepts])
+
+    def tracker() -> tuple[TrackOutput, TrackOutput]:
+        with _timed(timings, "track"):
+            return _propagate(model, features, propagated, t), _prompt(model, features, prompts)
+
+    raw, (prop, user) = side_by_side(model.device, detector, tracker, overlap=cfg.cuda_overlap)
+    with _timed(timings, "detect"):
+        dets = _keep_detections(model, cfg, st, raw)
+    det_bin = dets.logits > 0
     prop_logits = fill_holes(prop.mask_logits, cfg.fill_hole_area)  # M x m x m
     trk_bin = prop_logits > 0
     groups = torch.tensor(
@@ -244,7 +252,10 @@ def run_frame(
 # --- sections --------------------------------------------------------------------------------
 
 
-def _detect(model: FrameModel, cfg: VideoConfig, st: FrameState, features: object) -> Detections:
+def _keep_detections(
+    model: FrameModel, cfg: VideoConfig, st: FrameState, outs: Sequence[FrameDetections]
+) -> Detections:
+    """Each concept's detections above its threshold, after mask NMS, in one table."""
     m, device = model.mask_size, model.device
     empty = Detections(
         torch.zeros(0, m, m, device=device),
@@ -254,10 +265,8 @@ def _detect(model: FrameModel, cfg: VideoConfig, st: FrameState, features: objec
     )
     if not st.concepts:
         return empty
-    concept_ids = list(st.concepts)
-    outs = model.detect(features, [st.concept_prompts[c] for c in concept_ids])
     parts = []
-    for cid, out in zip(concept_ids, outs, strict=True):
+    for cid, out in zip(st.concepts, outs, strict=True):
         thresholds = st.concepts[cid].thresholds
         keep_min = (
             cfg.score_threshold_detection if thresholds.detection is None else thresholds.detection
