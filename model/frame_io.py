@@ -62,12 +62,13 @@ def publish(
         )[:, 0]
         > 0
     )
-    nonempty = [k for k in range(len(chosen)) if bool(masks[k].any())]
-    chosen, masks = [chosen[k] for k in nonempty], masks[nonempty]
     group_ids = torch.tensor(
         [owners[k].group for k in chosen], dtype=torch.long, device=masks.device
     )
     masks = object_non_overlap(masks, probs[chosen], group_ids)
+    # empty after upsampling, or every pixel went to a more probable object: nothing to publish
+    nonempty = [k for k in range(len(chosen)) if bool(masks[k].any())]
+    chosen, masks = [chosen[k] for k in nonempty], masks[nonempty]
     boxes = masks_to_boxes(masks).tolist()
     host = masks.cpu().numpy()
     objects, started = [], []
