@@ -23,8 +23,9 @@ SECRET_PARAMS = frozenset(
     }
 )  # fmt: skip
 
-# Schemes whose "@" is not a user-info separator (`synthetic://WxH@FPS`) and that carry no secrets.
-NO_CREDENTIAL_SCHEMES = frozenset({"synthetic"})
+# Schemes whose "@" is not a user-info separator (`synthetic://WxH@FPS`, `world://SIDE@FPS`) and
+# that carry no secrets.
+NO_CREDENTIAL_SCHEMES = frozenset({"synthetic", "world"})
 
 _USERINFO = re.compile(r"(?<=//)[^/?#@]*@")  # fallback for strings urlsplit refuses
 

@@ -40,6 +40,7 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 TOKEN_ENV = "STREAMER_TOKEN"  # the API token, when --token is not given (keeps it out of `ps`)
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+DEMO_SOURCE = "world://384@15"  # the concept world (streamer/sources/world.py)
 
 TrackerLoader = Callable[["ModelChoice"], tuple[Callable[[], Tracker], str]]
 
@@ -321,7 +322,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--nats", metavar="URL", help="also publish every event to NATS JetStream (nats://host:4222)")
 
     run = commands.add_parser("run", help="track concepts on one or more sources")
-    run.add_argument("sources", nargs="+", metavar="SOURCE", help="rtsp://..., a video file, /dev/videoN, synthetic://WxH@FPS")
+    run.add_argument("sources", nargs="+", metavar="SOURCE", help="rtsp://..., a video file, /dev/videoN, synthetic://WxH@FPS, world://SIDE@FPS")
     run.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a concept to track (repeatable)")
     run.add_argument("--redact", action="append", default=[], metavar="CONCEPT", help="a prompt to redact, or '*' (repeatable)")
     run.add_argument("--style", default="blur", choices=[s.value for s in RedactStyle])
@@ -345,8 +346,8 @@ def _parser() -> argparse.ArgumentParser:
     api_flags(serve, 8080)
 
     demo = commands.add_parser("demo", help="a short self-contained run: redacted mp4, event log, overlay PNG")
-    demo.add_argument("source", nargs="?", default="synthetic://640x360@15", help="default: the built-in synthetic scene")
-    demo.add_argument("--prompt", action="append", metavar="TEXT", help="default: 'red circle', 'blue square'")
+    demo.add_argument("source", nargs="?", default=DEMO_SOURCE, help="default: a live scene of the concept world the embedded model knows")
+    demo.add_argument("--prompt", action="append", metavar="TEXT", help="default: 'ring', 'purple square'")
     demo.add_argument("--duration", type=float, metavar="S",
                       help="seconds to run (default 10; with --serve, until Ctrl-C)")  # fmt: skip
     demo.add_argument("--out-dir", default="demo-out", help="where the outputs go (default ./demo-out)")

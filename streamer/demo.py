@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,9 @@ from streamer.sources.base import SourceError
 from streamer.status import StatusBoard
 from streamer.types import Frame, SourceInfo
 
-DEFAULT_PROMPTS = ("red circle", "blue square")
+DEFAULT_PROMPTS = ("ring", "purple square")  # in the default world scene; red squares pass by
 DEFAULT_DURATION_S = 10.0  # without --serve
+FIRST_FRAME_TIMEOUT_S = 30.0  # then the duration runs anyway (the stream's error is reported)
 _COLOURS = np.array([[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8)
 
 
@@ -46,12 +48,13 @@ class SnapshotSink:
         self.best: tuple[Frame, FrameTrack] | None = None
         self.started: dict[int, int | None] = {}  # object id -> concept id (None: a click/box object)
         self._done = asyncio.Event()
+        self.first_frame = asyncio.Event()  # set by the stream's first frame, or by its end
 
     def stream_started(self, info: SourceInfo | None, live: bool) -> None:
         pass
 
     def offer_frame(self, frame: Frame) -> None:
-        pass
+        self.first_frame.set()
 
     def offer_result(self, frame: Frame, track: FrameTrack) -> None:
         for event in track.started:
@@ -60,6 +63,7 @@ class SnapshotSink:
             self.best = (frame, track)
 
     def end_input(self) -> None:
+        self.first_frame.set()
         self._done.set()
 
     def drops(self) -> dict[str, int]:
@@ -116,6 +120,10 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
             login = " (the API has a token: add #token=YOUR_TOKEN to the address)" if api and api.token else ""
             print(f"streamer demo: watch it live at {url}/?source=stream&stream=demo&autostart=1{login}; "
                   "Ctrl-C to stop", flush=True)  # fmt: skip
+        # the duration counts from the first frame: opening a source (a camera, the world's first
+        # clip) can take seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(snapshot.first_frame.wait(), FIRST_FRAME_TIMEOUT_S)
         await _until_done_or_signal(engine, StatusBoard(engine.sessions), duration, forever=url is not None)
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started

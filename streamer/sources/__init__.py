@@ -4,6 +4,7 @@
 
     rtsp://user:pass@cam/stream  (also rtsps, rtmp, srt, udp, http)  -> RtspSource
     synthetic://1920x1080@30     (size and rate optional)            -> SyntheticSource
+    world://384@15               (side and rate optional)            -> WorldSource
     /dev/video0, v4l2:///dev/video0                                  -> WebcamSource
     clip.mp4, file:///videos/clip.mkv                                -> FileSource
 """
@@ -20,6 +21,7 @@ from streamer.sources.handoff import HandoffPolicy
 from streamer.sources.rtsp import NETWORK_SCHEMES, RtspConfig, RtspSource
 from streamer.sources.synthetic import SyntheticConfig, SyntheticSource
 from streamer.sources.webcam import WebcamConfig, WebcamSource
+from streamer.sources.world import WorldSource, WorldSourceConfig
 
 __all__ = [
     "FileConfig",
@@ -34,10 +36,13 @@ __all__ = [
     "SyntheticSource",
     "WebcamConfig",
     "WebcamSource",
+    "WorldSource",
+    "WorldSourceConfig",
     "open_source",
 ]
 
 _SYNTHETIC = re.compile(r"^synthetic://(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?/?$")
+_WORLD = re.compile(r"^world://(\d+)?(?:@(\d+(?:\.\d+)?))?/?$")
 
 
 def open_source(
@@ -63,6 +68,8 @@ def open_source(
         return RtspSource(text, stream_id=stream_id, config=config)
     if scheme == "synthetic":
         return SyntheticSource(_synthetic_config(text, size), stream_id=stream_id)
+    if scheme == "world":
+        return WorldSource(_world_config(text, size), stream_id=stream_id)
     if scheme == "v4l2" or text.startswith("/dev/video"):
         device = text.removeprefix("v4l2://") or "/dev/video0"
         return WebcamSource(device, stream_id=stream_id, config=WebcamConfig(size=size))
@@ -73,7 +80,7 @@ def open_source(
         )
     raise SourceError(
         f"unsupported source {scheme}://...: expected rtsp://..., a video file, /dev/videoN "
-        "or synthetic://WIDTHxHEIGHT@FPS"
+        "synthetic://WIDTHxHEIGHT@FPS or world://SIDE@FPS"
     )
 
 
@@ -87,3 +94,18 @@ def _synthetic_config(text: str, size: tuple[int, int] | None) -> SyntheticConfi
         return SyntheticConfig(width=width, height=height, fps=float(fps) if fps else 30.0)
     except ValueError as e:
         raise SourceError(f"bad synthetic source {text!r}: {e}") from None
+
+
+def _world_config(text: str, size: tuple[int, int] | None) -> WorldSourceConfig:
+    match = _WORLD.match(text)
+    if match is None:
+        raise SourceError(f"bad world source {text!r}: expected world://SIDE@FPS (square frames)")
+    side, fps = match.groups()
+    if size is not None and size[0] != size[1]:
+        raise SourceError(f"world frames are square; got a {size[0]} x {size[1]} size")
+    try:
+        return WorldSourceConfig(
+            size=size[0] if size else int(side) if side else 384, fps=float(fps) if fps else 15.0
+        )
+    except ValueError as e:
+        raise SourceError(f"bad world source {text!r}: {e}") from None

@@ -28,6 +28,7 @@ from protocols.redact import redact_url
         ("/videos/a b.mp4", "/videos/a b.mp4"),
         ("synthetic://shapes?fps=30", "synthetic://shapes?fps=30"),
         ("synthetic://640x360@15", "synthetic://640x360@15"),  # "@" separates the fps here
+        ("world://384@15", "world://384@15"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
