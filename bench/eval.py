@@ -44,6 +44,11 @@ def _parse() -> argparse.Namespace:
     p.add_argument(
         "--checkpoint", type=Path, default=None, help="default: the shipped embedded model"
     )
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="config name (architecture and the video loop's thresholds), as `streamer --model`",
+    )
     p.add_argument("--images", type=int, default=200, help="held-out images per split")
     p.add_argument("--prompts", type=int, default=2, help="phrases per image")
     p.add_argument("--clips", type=int, default=8, help="held-out clips (each tracked twice)")
@@ -136,7 +141,7 @@ def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or _default_checkpoint()
-    model = build_sam3(None, checkpoint, device=args.device)
+    model = build_sam3(args.model, checkpoint, device=args.device).eval()
     side = model.config.vit.image_size
     world = WorldConfig(height=side, width=side)
     images = ImageConfig(world=world)
