@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,9 @@ from streamer.types import Frame, SourceInfo
 DEFAULT_PROMPTS = ("ring", "purple square")  # in the default world scene; red squares pass by
 DEFAULT_DURATION_S = 10.0  # without --serve
 FIRST_FRAME_TIMEOUT_S = 30.0  # then the duration runs anyway (the stream's error is reported)
-_COLOURS = np.array([[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8)
+_COLOURS = np.array(
+    [[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8
+)
 
 
 class SnapshotSink:
@@ -46,7 +47,9 @@ class SnapshotSink:
 
     def __init__(self) -> None:
         self.best: tuple[Frame, FrameTrack] | None = None
-        self.started: dict[int, int | None] = {}  # object id -> concept id (None: a click/box object)
+        self.started: dict[
+            int, int | None
+        ] = {}  # object id -> concept id (None: a click/box object)
         self._done = asyncio.Event()
         self.first_frame = asyncio.Event()  # set by the stream's first frame, or by its end
 
@@ -86,8 +89,17 @@ def overlay(frame: Frame, track: FrameTrack) -> np.ndarray:
     return image
 
 
-async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]) -> int:
-    from streamer.cli import ModelChoice, UserError, _maybe_serve, _until_done_or_signal, api_config
+async def demo(
+    args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]
+) -> int:
+    from streamer.cli import (
+        ModelChoice,
+        UserError,
+        _maybe_serve,
+        _until_done_or_signal,
+        api_config,
+        stop_on_signals,
+    )
 
     out_dir = Path(args.out_dir)
     api = api_config(args) if args.serve else None
@@ -96,11 +108,15 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create {out_dir}: {error.strerror}") from None
-    factory, described = load_tracker_factory(ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device))
+    factory, described = load_tracker_factory(
+        ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device)
+    )
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     video, log, png = out_dir / "redacted.mp4", out_dir / "events.msgpack", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
-    print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}")
+    print(
+        f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}"
+    )
     # Frames the model skips are dropped from the video (never written unredacted); the budget
     # is generous because a loaded CPU can take seconds for a frame.
     redaction = RedactionSpec(concepts=prompts, outputs=(str(video),), draw=RedactConfig(),
@@ -111,20 +127,34 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     started = time.monotonic()
     config = EngineConfig(device=args.device, event_log=log)
     # the page (its WebRTC gateway) comes up before the stream, which then gets a WHEP egress
-    async with Engine(factory, config=config) as engine, _maybe_serve(engine, api) as url:
+    async with (
+        stop_on_signals() as stop,
+        Engine(factory, config=config) as engine,
+        _maybe_serve(engine, api) as url,
+    ):
         try:
             await engine.add_stream(spec, frame_sinks=(snapshot,))
         except (SourceError, ValueError) as error:
             raise UserError(str(error)) from None
         if url is not None:
-            login = " (the API has a token: add #token=YOUR_TOKEN to the address)" if api and api.token else ""
+            login = (
+                " (the API has a token: add #token=YOUR_TOKEN to the address)"
+                if api and api.token
+                else ""
+            )
             print(f"streamer demo: watch it live at {url}/?source=stream&stream=demo&autostart=1{login}; "
                   "Ctrl-C to stop", flush=True)  # fmt: skip
         # the duration counts from the first frame: opening a source (a camera, the world's first
         # clip) can take seconds
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(snapshot.first_frame.wait(), FIRST_FRAME_TIMEOUT_S)
-        await _until_done_or_signal(engine, StatusBoard(engine.sessions), duration, forever=url is not None)
+        waiters = [asyncio.ensure_future(event.wait()) for event in (snapshot.first_frame, stop)]
+        await asyncio.wait(
+            waiters, timeout=FIRST_FRAME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in waiters:
+            waiter.cancel()
+        await _until_done_or_signal(
+            engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None
+        )
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
     if snapshot.best is not None:
@@ -141,7 +171,10 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
           f"{s.frames_out / max(elapsed, 1e-9):.1f} fps out, {s.fps_in.per_second():.1f} fps in; "
           f"latency p50 {s.latency_ms.percentile(50):.0f} ms, p99 {s.latency_ms.percentile(99):.0f} ms; "
           f"{s.dropped} frames skipped (model behind)")  # fmt: skip
-    print(f"objects: {len(ids)} " + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items()))
+    print(
+        f"objects: {len(ids)} "
+        + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items())
+    )
     for label, path in (("redacted video", video), ("event log", log), ("overlay", png)):
         print(f"  {label:15} {path}" + ("" if path.exists() else "  (not written)"))
     return 1 if engine.errors else 0
