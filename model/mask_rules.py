@@ -61,7 +61,9 @@ def pixelwise_owner(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         idx = torch.nonzero(groups == g).flatten()
         if idx.numel() <= 1:
             continue
-        best = scores[idx].argmax(0)  # H x W, position within the group
+        # H x W, position within the group; max(0).indices is argmax(0) (first maximum on
+        # ties, as documented) but several times faster on CPU for a leading reduced dim
+        best = scores[idx].max(0).indices
         owner[idx] = best[None] == torch.arange(idx.numel(), device=scores.device)[:, None, None]
     return owner
 
