@@ -79,14 +79,20 @@ def texture_layer(
     radius: float,
     angle: float,
     hw: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """(H, W, 3) float image of the object's surface; the pattern moves and turns with it."""
+    """(H, W, 3) float image of the object's surface; the pattern moves and turns with it.
+
+    The layer covers the window of size `hw` whose top-left pixel is `origin` (x, y) in the
+    frame; a window around the object gives the same pixels as the whole frame, cheaper.
+    """
     h, w = hw
+    x0, y0 = origin
     layer = np.empty((h, w, 3), np.float32)
     layer[:] = colour
     if texture is Texture.PLAIN:
         return layer
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
     # object-local coordinates, rotated with the object
     dx, dy = xs - center[0], ys - center[1]
     u = dx * math.cos(angle) + dy * math.sin(angle)

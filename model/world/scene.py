@@ -116,10 +116,12 @@ def compose(
         if not mask.any():
             continue
         colour = render.object_colour(obj.attrs, np.asarray(obj.colour_jitter))
+        (y0, y1), (x0, x1) = (np.flatnonzero(mask.any(axis=a))[[0, -1]] for a in (1, 0))
+        window = mask[y0 : y1 + 1, x0 : x1 + 1]
         layer = render.texture_layer(
-            obj.attrs.texture, colour, obj.center, obj.radius, obj.angle, hw
+            obj.attrs.texture, colour, obj.center, obj.radius, obj.angle, window.shape, (x0, y0)
         )
-        img[mask] = layer[mask]
+        img[y0 : y1 + 1, x0 : x1 + 1][window] = layer[window]
     # visible mask = own mask minus everything drawn above it
     visible = full.copy()
     covered = np.zeros(hw, bool)
