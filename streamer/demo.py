@@ -112,7 +112,8 @@ async def demo(
         ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device)
     )
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
-    video, log, png = out_dir / "redacted.mp4", out_dir / "events.msgpack", out_dir / "overlay.png"
+    video, log = out_dir / "redacted.mp4", out_dir / "events.msgpack"
+    still, png = out_dir / "frame.png", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
     print(
         f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}"
@@ -157,7 +158,8 @@ async def demo(
         )
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
-    if snapshot.best is not None:
+    if snapshot.best is not None:  # the frame with the most objects, as it came and annotated
+        cv2.imwrite(str(still), cv2.cvtColor(snapshot.best[0].rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(png), cv2.cvtColor(overlay(*snapshot.best), cv2.COLOR_RGB2BGR))
     for stream_id, failure in engine.errors.items():
         print(f"streamer demo: stream {stream_id} failed: {failure}")
@@ -170,11 +172,13 @@ async def demo(
     print(f"processed {s.frames_out} frames in {elapsed:.1f} s: "
           f"{s.frames_out / max(elapsed, 1e-9):.1f} fps out, {s.fps_in.per_second():.1f} fps in; "
           f"latency p50 {s.latency_ms.percentile(50):.0f} ms, p99 {s.latency_ms.percentile(99):.0f} ms; "
-          f"{s.dropped} frames skipped (model behind)")  # fmt: skip
+          f"{s.drops['superseded'] + s.drops['stale']} frames skipped (model behind)")  # fmt: skip
+    if others := {cause: n for cause, n in s.drops.items() if n and cause not in ("superseded", "stale")}:
+        print("drops: " + ", ".join(f"{n} {cause}" for cause, n in sorted(others.items())))
     print(
         f"objects: {len(ids)} "
         + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items())
     )
-    for label, path in (("redacted video", video), ("event log", log), ("overlay", png)):
+    for label, path in (("redacted video", video), ("event log", log), ("still frame", still), ("overlay", png)):
         print(f"  {label:15} {path}" + ("" if path.exists() else "  (not written)"))
     return 1 if engine.errors else 0

@@ -195,7 +195,7 @@ async def test_demo_serve_serves_the_page_until_ctrl_c(tmp_path: Path, capsys: p
     out = capsys.readouterr().out
     assert f"watch it live at {base}/?source=stream&stream=demo&autostart=1" in out
     assert "objects: 1 'red': IDs [1]" in out  # the synthetic scene's red circle
-    for name in ("redacted.mp4", "events.msgpack", "overlay.png"):
+    for name in ("redacted.mp4", "events.msgpack", "frame.png", "overlay.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -246,7 +246,7 @@ def test_demo_leaves_its_outputs_and_a_summary(tmp_path: Path) -> None:
     result = streamer("demo", "--duration", "3", "--out-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "processed" in result.stdout and "objects:" in result.stdout
-    for name in ("redacted.mp4", "events.msgpack", "overlay.png"):
+    for name in ("redacted.mp4", "events.msgpack", "frame.png", "overlay.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
 
 
