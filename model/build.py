@@ -53,7 +53,8 @@ def build_sam3(
     name_or_config: a `CONFIGS` name ("sam3", "tiny", ...), a `Sam3Config`, or None for the
     config stored in a native checkpoint (else "sam3"). checkpoint: official `sam3.pt`, an HF
     `facebook/sam3` folder, or a native `.safetensors` file. The returned model has `.tokenizer`
-    set (explicit > stored with the checkpoint > official CLIP vocab > byte-level fallback) and
+    set (explicit > stored with the checkpoint > official CLIP vocab > the concept world's
+    vocab > byte-level fallback) and
     `.load_report` (None without a checkpoint). A config name with packaged weights
     (`PACKAGED_WEIGHTS`, e.g. "embedded") loads them when no checkpoint is given.
     """
@@ -119,4 +120,11 @@ def _resolve_tokenizer(config: Sam3Config, ckpt: Checkpoint | None) -> Tokenizer
             pass  # an HF folder without tokenizer files: fall through to the shipped vocab
     if config.text.vocab_size == CLIP_VOCAB_SIZE:
         return Tokenizer.from_clip_bpe(context_length=context)
+    from model.train.vocab import VOCAB_SIZE as WORLD_VOCAB_SIZE
+    from model.train.vocab import world_tokenizer
+
+    if config.text.vocab_size == WORLD_VOCAB_SIZE:
+        # the embedded model's vocab, rebuilt deterministically: a training state (`last.pt`)
+        # stores weights only
+        return world_tokenizer(context)
     return train_bpe((), min(config.text.vocab_size, 514), context_length=context)

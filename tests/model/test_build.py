@@ -11,6 +11,7 @@ from model.build import _resolve_tokenizer, build_sam3
 from model.checkpoint import CheckpointError, CheckpointFormat, read_checkpoint, save_native
 from model.config import CONFIGS
 from model.tokenizer import train_bpe
+from model.train.vocab import world_tokenizer
 
 
 def test_tiny_builds_with_a_byte_level_tokenizer() -> None:
@@ -29,6 +30,20 @@ def test_unknown_name() -> None:
 def test_official_size_gets_the_clip_vocab() -> None:
     tok = _resolve_tokenizer(CONFIGS["sam3"], None)
     assert tok.vocab_size == 49408 and tok(["visual"]).ids[0, 1].item() == 7195
+
+
+def test_a_training_state_of_the_embedded_config_gets_the_world_vocab(tmp_path: Path) -> None:
+    """`python -m model.train` saves weights only ({"model": ..., "phase": ...}); the embedded
+    model's words must still be single tokens, not bytes."""
+    torch.manual_seed(0)
+    model = build_sam3(CONFIGS["embedded"])
+    state = tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "phase": "done", "step": 0}, state)
+    loaded = build_sam3("embedded", state)
+    expected = world_tokenizer(CONFIGS["embedded"].text.context_length)
+    assert loaded.tokenizer.vocab_size == expected.vocab_size <= CONFIGS["embedded"].text.vocab_size
+    assert loaded.tokenizer.encode("purple square") == expected.encode("purple square")
+    assert len(loaded.tokenizer.encode("purple square")) == 2
 
 
 def test_native_round_trip(tmp_path: Path) -> None:
