@@ -184,6 +184,11 @@ class VideoConfig:
     high_conf_thresh: float = 0.8  # detection prob >=, and tracker object-score logit > (official quirk)
     high_iou_thresh: float = 0.8  # detection <-> track mask IoU >=
     recondition_on_trk_masks: bool = False  # False (official): re-prompt with the detection mask
+    # re-anchoring (ours, off in the official loop; model/reassociation.py): an object that no
+    # detection has matched for this many frames (its mask drifted off or vanished) takes over a
+    # would-be new detection of its concept near its last matched box, instead of a new ID
+    reanchor_after: int = 0  # frames; 0 = off
+    reanchor_box_margin: float = 0.5  # the last matched box grows by this much of its size per side
     # overlaps between objects of one concept
     suppress_overlap_occlusion_thresh: float = 0.7  # IoU >= this: suppress the most recently occluded; 0 = off
     shrink_suppress_thresh: float = 0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area
@@ -333,6 +338,7 @@ def _embedded() -> Sam3Config:
             score_threshold_detection=0.3,
             new_det_thresh=0.5,
             high_conf_thresh=0.6,
+            reanchor_after=1,  # its small tracker drifts onto look-alikes (docs/embedded-model.md)
         ),
     )
 

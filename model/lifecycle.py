@@ -37,6 +37,8 @@ class Track:
     last_seen_s: float
     last_occluded: int = NEVER_OCCLUDED
     last_mask: torch.Tensor | None = None  # (m, m) bool, last non-empty mask (gap re-association)
+    last_matched: int = -1  # last frame a detection matched the object (re-anchoring)
+    matched_mask: torch.Tensor | None = None  # (m, m) bool, its mask on that frame
     published: bool = False
 
     @property

@@ -36,6 +36,7 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
+from model.reassociation import reassociate
 from model.streams import side_by_side
 from model.tracker_types import ObjectPrompt
 from model.types import (
@@ -128,11 +129,23 @@ def run_frame(
             det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
         )
         new_dets = _not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
-        regained = (
-            _reassociate(new_dets, det_bin, dets.groups, propagated, trk_bin, cfg)
-            if st.after_gap
-            else {}
-        )
+        for i in torch.nonzero(assoc.trk_matched).flatten().tolist():
+            propagated[i].last_matched, propagated[i].matched_mask = t, trk_bin[i].clone()
+        if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
+            lost = [i for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())]
+            regained = _regain(dets, new_dets, propagated, lost, "last_mask", cfg.assoc_iou_thresh)
+        elif cfg.reanchor_after > 0:  # objects whose masks drifted off, near their last match
+            adrift = [
+                i for i, tr in enumerate(propagated) if t - tr.last_matched >= cfg.reanchor_after
+            ]
+            regained = _regain(
+                dets, new_dets, propagated, adrift, "matched_mask", cfg.assoc_iou_thresh,
+                cfg.reanchor_box_margin,
+            )  # fmt: skip
+        else:
+            regained = {}
+        for i, d in regained.items():
+            propagated[i].last_matched, propagated[i].matched_mask = t, det_bin[d]
         new_dets = [d for d in new_dets if d not in regained.values()]
         new_dets = list(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
@@ -181,6 +194,8 @@ def run_frame(
             float(dets.scores[d]),
             MemoryBank(st.caps),
             st.clock_s,
+            last_matched=t,
+            matched_mask=det_bin[d],
         )
         st.tracks[track.object_id] = track
         life.open_window(track)
@@ -316,38 +331,33 @@ def _not_over(
     return [d for d, b in zip(new_dets, best.tolist(), strict=True) if b < iou]
 
 
-def _reassociate(
+def _regain(
+    dets: Detections,
     new_dets: Sequence[int],
-    det_bin: torch.Tensor,
-    det_groups: torch.Tensor,
     tracks: Sequence[Track],
-    trk_bin: torch.Tensor,
-    cfg: VideoConfig,
+    candidates: Sequence[int],
+    reference: str,
+    min_iou: float,
+    box_margin: float | None = None,
 ) -> dict[int, int]:
-    """After a gap: a detection that would spawn an object instead re-finds an object of its
-    concept that the tracker lost, if it overlaps that object's last visible mask (greedy by IoU)."""
-    lost = [
+    """Track index -> detection, for candidates of a concept with a `reference` mask."""
+    rows = [
         i
-        for i, tr in enumerate(tracks)
-        if tr.last_mask is not None and tr.concept_id is not None and not bool(trk_bin[i].any())
+        for i in candidates
+        if getattr(tracks[i], reference) is not None and tracks[i].concept_id is not None
     ]
-    if not lost or not new_dets:
+    if not rows:
         return {}
-    last = torch.stack([tracks[i].last_mask for i in lost])
-    ious = mask_iou(det_bin[list(new_dets)], last)  # D x L
-    same = (
-        det_groups[list(new_dets)][:, None]
-        == torch.tensor([tracks[i].concept_id for i in lost], device=ious.device)[None, :]
+    pairs = reassociate(
+        dets.logits > 0,
+        dets.groups,
+        new_dets,
+        torch.stack([getattr(tracks[i], reference) for i in rows]),
+        [tracks[i].concept_id for i in rows],
+        min_iou,
+        box_margin,
     )
-    ious = torch.where(same, ious, 0.0)
-    pairs: dict[int, int] = {}
-    for flat in torch.argsort(ious.flatten(), descending=True, stable=True).tolist():
-        d, j = divmod(flat, len(lost))
-        if float(ious[d, j]) < cfg.assoc_iou_thresh:
-            break
-        if lost[j] not in pairs and new_dets[d] not in pairs.values():
-            pairs[lost[j]] = new_dets[d]
-    return pairs
+    return {rows[j]: d for j, d in pairs.items()}
 
 
 MemoryGroup = tuple[torch.Tensor, torch.Tensor, bool]  # logits (B, H, W), scores (B,), from clicks

@@ -165,6 +165,29 @@ def test_gap_reassociates_a_lost_object_by_its_last_mask() -> None:
     assert ids(result) == [0] and not result.started
 
 
+def test_reanchoring_gives_a_drifted_objects_detection_back_its_id() -> None:
+    """A green square passes behind a still red one; the scripted tracker's red mask merges with
+    the green square and leaves with it. The red detector keeps finding the red square."""
+    scene = (
+        Square("green", first=20, last=99, x=-40, y=14, vx=2.0, size=12),
+        Square("red", first=0, last=99, x=24, y=16),
+    )
+    red_box = (24.0, 17.0, 32.0, 24.0)  # the red square on the 48 x 64 frame (mask grid 32)
+
+    def follow(reanchor_after: int) -> list[FrameTrack]:
+        tracker = VideoTracker(ScriptedModel(), replace(CFG, reanchor_after=reanchor_after))
+        tracker.add_concept(Concept(text="red"))
+        return [tracker.step(render(scene, t)) for t in range(44)]
+
+    official = follow(0)  # the drifted object stays on the green square, red gets a new ID
+    assert [e.object_id for r in official for e in r.started] == [0, 1]
+    assert next(o for o in official[43].objects if o.object_id == 0).box_xyxy[0] > 40
+    anchored = follow(1)  # it takes the red detection back instead
+    assert [e.object_id for r in anchored for e in r.started] == [0]
+    assert not any(r.ended for r in anchored)
+    assert all(ids(r) == [0] and r.objects[0].box_xyxy == red_box for r in anchored[37:])
+
+
 def test_finish_and_bad_input() -> None:
     tracker, _ = run(3)
     events = tracker.finish()
