@@ -36,9 +36,7 @@ from streamer.types import Frame, SourceInfo
 DEFAULT_PROMPTS = ("ring", "purple square")  # in the default world scene; red squares pass by
 DEFAULT_DURATION_S = 10.0  # without --serve
 FIRST_FRAME_TIMEOUT_S = 30.0  # then the duration runs anyway (the stream's error is reported)
-_COLOURS = np.array(
-    [[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8
-)
+_COLOURS = np.array([[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8)
 
 
 class SnapshotSink:
@@ -47,9 +45,7 @@ class SnapshotSink:
 
     def __init__(self) -> None:
         self.best: tuple[Frame, FrameTrack] | None = None
-        self.started: dict[
-            int, int | None
-        ] = {}  # object id -> concept id (None: a click/box object)
+        self.started: dict[int, int | None] = {}  # object id -> concept id (None: a click/box object)
         self._done = asyncio.Event()
         self.first_frame = asyncio.Event()  # set by the stream's first frame, or by its end
 
@@ -89,9 +85,7 @@ def overlay(frame: Frame, track: FrameTrack) -> np.ndarray:
     return image
 
 
-async def demo(
-    args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]
-) -> int:
+async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]) -> int:
     from streamer.cli import (
         ModelChoice,
         UserError,
@@ -108,16 +102,12 @@ async def demo(
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create {out_dir}: {error.strerror}") from None
-    factory, described = load_tracker_factory(
-        ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device)
-    )
+    factory, described = load_tracker_factory(ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device))
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     video, log = out_dir / "redacted.mp4", out_dir / "events.msgpack"
     still, png = out_dir / "frame.png", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
-    print(
-        f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}"
-    )
+    print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}")
     # Frames the model skips are dropped from the video (never written unredacted); the budget
     # is generous because a loaded CPU can take seconds for a frame.
     redaction = RedactionSpec(concepts=prompts, outputs=(str(video),), draw=RedactConfig(),
@@ -138,24 +128,16 @@ async def demo(
         except (SourceError, ValueError) as error:
             raise UserError(str(error)) from None
         if url is not None:
-            login = (
-                " (the API has a token: add #token=YOUR_TOKEN to the address)"
-                if api and api.token
-                else ""
-            )
+            login = " (the API has a token: add #token=YOUR_TOKEN to the address)" if api and api.token else ""
             print(f"streamer demo: watch it live at {url}/?source=stream&stream=demo&autostart=1{login}; "
                   "Ctrl-C to stop", flush=True)  # fmt: skip
         # the duration counts from the first frame: opening a source (a camera, the world's first
         # clip) can take seconds
         waiters = [asyncio.ensure_future(event.wait()) for event in (snapshot.first_frame, stop)]
-        await asyncio.wait(
-            waiters, timeout=FIRST_FRAME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait(waiters, timeout=FIRST_FRAME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
-        await _until_done_or_signal(
-            engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None
-        )
+        await _until_done_or_signal(engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None)
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
     if snapshot.best is not None:  # the frame with the most objects, as it came and annotated
@@ -175,10 +157,7 @@ async def demo(
           f"{s.drops['superseded'] + s.drops['stale']} frames skipped (model behind)")  # fmt: skip
     if others := {cause: n for cause, n in s.drops.items() if n and cause not in ("superseded", "stale")}:
         print("drops: " + ", ".join(f"{n} {cause}" for cause, n in sorted(others.items())))
-    print(
-        f"objects: {len(ids)} "
-        + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items())
-    )
+    print(f"objects: {len(ids)} " + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items()))
     for label, path in (("redacted video", video), ("event log", log), ("still frame", still), ("overlay", png)):
         print(f"  {label:15} {path}" + ("" if path.exists() else "  (not written)"))
     return 1 if engine.errors else 0
