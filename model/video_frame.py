@@ -132,16 +132,13 @@ def run_frame(
         for i in torch.nonzero(assoc.trk_matched).flatten().tolist():
             propagated[i].last_matched, propagated[i].matched_mask = t, trk_bin[i].clone()
         if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
-            lost = [i for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())]
-            regained = _regain(dets, new_dets, propagated, lost, "last_mask", cfg.assoc_iou_thresh)
+            lost = {i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())}
+            regained = _regain(det_bin, dets.groups, new_dets, propagated, lost, cfg.assoc_iou_thresh)
         elif cfg.reanchor_after > 0:  # objects whose masks drifted off, near their last match
-            adrift = [
-                i for i, tr in enumerate(propagated) if t - tr.last_matched >= cfg.reanchor_after
-            ]
-            regained = _regain(
-                dets, new_dets, propagated, adrift, "matched_mask", cfg.assoc_iou_thresh,
-                cfg.reanchor_box_margin,
-            )  # fmt: skip
+            adrift = {i: tr.matched_mask for i, tr in enumerate(propagated)
+                      if t - tr.last_matched >= cfg.reanchor_after}  # fmt: skip
+            regained = _regain(det_bin, dets.groups, new_dets, propagated, adrift,
+                               cfg.assoc_iou_thresh, cfg.reanchor_box_margin)  # fmt: skip
         else:
             regained = {}
         for i, d in regained.items():
@@ -332,31 +329,22 @@ def _not_over(
 
 
 def _regain(
-    dets: Detections,
+    det_bin: torch.Tensor,
+    det_groups: torch.Tensor,
     new_dets: Sequence[int],
     tracks: Sequence[Track],
-    candidates: Sequence[int],
-    reference: str,
+    references: Mapping[int, torch.Tensor | None],
     min_iou: float,
     box_margin: float | None = None,
 ) -> dict[int, int]:
-    """Track index -> detection, for candidates of a concept with a `reference` mask."""
-    rows = [
-        i
-        for i in candidates
-        if getattr(tracks[i], reference) is not None and tracks[i].concept_id is not None
-    ]
+    """Track index -> detection, for the concept objects among `references` (track index ->
+    the mask to compare with; model/reassociation.py)."""
+    rows = [i for i, m in references.items() if m is not None and tracks[i].concept_id is not None]
     if not rows:
         return {}
-    pairs = reassociate(
-        dets.logits > 0,
-        dets.groups,
-        new_dets,
-        torch.stack([getattr(tracks[i], reference) for i in rows]),
-        [tracks[i].concept_id for i in rows],
-        min_iou,
-        box_margin,
-    )
+    masks = torch.stack([references[i] for i in rows])
+    groups = [tracks[i].concept_id for i in rows]
+    pairs = reassociate(det_bin, det_groups, new_dets, masks, groups, min_iou, box_margin)
     return {rows[j]: d for j, d in pairs.items()}
 
 
