@@ -143,7 +143,11 @@ def _read_torch_file(path: Path) -> Checkpoint:
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
         ) from err
+    tokenizer_files = None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        stored = obj.get("tokenizer")  # `python -m model.train` states keep their vocab here
+        if isinstance(stored, dict) and all(isinstance(v, str) for v in stored.values()):
+            tokenizer_files = {str(k): v for k, v in stored.items()}
         obj = obj["model"]
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
@@ -154,7 +158,7 @@ def _read_torch_file(path: Path) -> Checkpoint:
         )
     if is_hf_layout(obj):
         return Checkpoint(remap_hf(obj), CheckpointFormat.HF, path, absent=HF_ABSENT_PATTERNS)
-    return Checkpoint(dict(obj), CheckpointFormat.OFFICIAL, path)
+    return Checkpoint(dict(obj), CheckpointFormat.OFFICIAL, path, tokenizer_files=tokenizer_files)
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

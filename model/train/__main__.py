@@ -53,6 +53,12 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--config", default="embedded", choices=sorted(CONFIGS))
     p.add_argument("--detector-steps", type=int, default=DetectorSchedule.steps)
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        help="end the detector phase at this step, keeping the learning-rate schedule of "
+        "--detector-steps (the state is saved; continue with --init)",
+    )
     p.add_argument("--batch", type=int, default=DetectorSchedule.batch_images)
     p.add_argument("--prompts", type=int, default=DetectorSchedule.prompts_per_image)
     p.add_argument("--lr", type=float, default=DetectorSchedule.lr)
@@ -79,7 +85,9 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _save(path: Path, model: Sam3, optimizer: torch.optim.Optimizer, phase: str, step: int) -> None:
+def _save(
+    path: Path, model: Sam3, optimizer: torch.optim.Optimizer, phase: str, step: int
+) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
@@ -87,6 +95,7 @@ def _save(path: Path, model: Sam3, optimizer: torch.optim.Optimizer, phase: str,
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "tokenizer": model.tokenizer.to_files(),  # so the state also works as --checkpoint
         },
         tmp,
     )
@@ -134,7 +143,8 @@ def _detector_phase(
     side = model.config.vit.image_size
     image_config = ImageConfig(world=WorldConfig(height=side, width=side))
     window_start, window_images = time.monotonic(), 0
-    while step < schedule.steps:
+    last_step = min(schedule.steps, args.stop_after if args.stop_after is not None else schedule.steps)
+    while step < last_step:
         first = step * schedule.batch_images
         batch = detection_batch(
             Split.TRAIN,
@@ -167,7 +177,7 @@ def _detector_phase(
                 f"IL_MCC {m.il_mcc:.3f} IL P/R {m.il_precision:.2f}/{m.il_recall:.2f}",
                 flush=True,
             )
-        save(model, optimizer, "detector", step, force=step == schedule.steps)
+        save(model, optimizer, "detector", step, force=step == last_step)
 
 
 def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, save: _Saver) -> None:
@@ -221,6 +231,7 @@ def main() -> None:
 
     tokenizer = world_tokenizer(config.text.context_length)
     model = Sam3(config, device=device)
+    model.tokenizer = tokenizer  # saved with every state
     n_params = sum(p.numel() for p in model.parameters())
     print(f"config {config.name}: {n_params:,} parameters on {device}", flush=True)
     state = None
@@ -239,6 +250,9 @@ def main() -> None:
         phase = "export"
     if phase == "detector":
         _detector_phase(args, model, tokenizer, state, save)
+        if args.stop_after is not None and args.stop_after < args.detector_steps:
+            print(f"stopped after detector step {args.stop_after}", flush=True)
+            return
         phase, state = "tracker", None
     if phase == "tracker":
         _tracker_phase(args, model, state, save)
