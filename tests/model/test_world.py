@@ -15,10 +15,11 @@ from model.world import (
     clip_sample,
     held_out_phrases,
     image_sample,
+    render,
     training_phrases,
     vocabulary_words,
 )
-from model.world.concepts import is_held_out
+from model.world.concepts import Texture, is_held_out
 from model.world.scene import masks_to_boxes
 
 
@@ -125,3 +126,13 @@ def test_non_square_canvas() -> None:
     assert clip.frames[0].image.shape == (96, 160, 3)
     with pytest.raises(ValueError):
         WorldConfig(height=8, width=8)
+
+
+@pytest.mark.parametrize("texture", list(Texture))
+def test_a_texture_window_equals_the_same_pixels_of_the_whole_frame(texture: Texture) -> None:
+    """`compose` paints each object through a window around it: same pixels, cheaper."""
+    colour = np.array([200.0, 40.0, 90.0], np.float32)
+    args = (texture, colour, (37.5, 21.25), 14.0, 0.7)
+    whole = render.texture_layer(*args, (64, 80))
+    window = render.texture_layer(*args, (20, 30), origin=(25, 9))
+    assert np.array_equal(window, whole[9:29, 25:55])
