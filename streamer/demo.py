@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from model.types import Concept, FrameTrack
+from model.types import Concept, FrameTrack, ObjectState
 from streamer.engine import Engine, EngineConfig, StreamSpec
 from streamer.inference import Tracker
 from streamer.redact import RedactConfig
@@ -40,8 +40,8 @@ _COLOURS = np.array([[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60
 
 
 class SnapshotSink:
-    """A frame sink that keeps the processed frame with the most objects (for the overlay) and
-    every object's concept (for the summary)."""
+    """A frame sink that keeps the processed frame with the most confirmed objects (for the
+    overlay) and every object's concept (for the summary)."""
 
     def __init__(self) -> None:
         self.best: tuple[Frame, FrameTrack] | None = None
@@ -58,7 +58,7 @@ class SnapshotSink:
     def offer_result(self, frame: Frame, track: FrameTrack) -> None:
         for event in track.started:
             self.started[event.object_id] = event.concept_id
-        if self.best is None or len(track.objects) >= len(self.best[1].objects):
+        if self.best is None or _richness(track) >= _richness(self.best[1]):
             self.best = (frame, track)
 
     def end_input(self) -> None:
@@ -72,15 +72,23 @@ class SnapshotSink:
         await self._done.wait()
 
 
-def overlay(frame: Frame, track: FrameTrack) -> np.ndarray:
-    """H x W x 3 RGB: masks tinted, boxes outlined, `#id` labels."""
+def _richness(track: FrameTrack) -> tuple[int, int]:
+    """Confirmed objects first (tentative ones may still be removed by hot-start), then all."""
+    confirmed = sum(o.state is ObjectState.CONFIRMED for o in track.objects)
+    return confirmed, len(track.objects)
+
+
+def overlay(frame: Frame, track: FrameTrack, names: Mapping[int, str] | None = None) -> np.ndarray:
+    """H x W x 3 RGB: masks tinted, boxes outlined, `#id concept` labels (`names`: concept id -> text)."""
     image = frame.rgb.copy()
     for obj in track.objects:
         colour = _COLOURS[obj.object_id % len(_COLOURS)]
         image[obj.mask] = (0.5 * image[obj.mask] + 0.5 * colour).astype(np.uint8)
         x0, y0, x1, y1 = (int(v) for v in obj.box_xyxy)
         cv2.rectangle(image, (x0, y0), (x1, y1), colour.tolist(), 2)
-        cv2.putText(image, f"#{obj.object_id}", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+        name = (names or {}).get(obj.concept_id) if obj.concept_id is not None else None
+        label = f"#{obj.object_id} {name}" if name else f"#{obj.object_id}"
+        cv2.putText(image, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     colour.tolist(), 1, cv2.LINE_AA)  # fmt: skip
     return image
 
@@ -140,9 +148,10 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
         await _until_done_or_signal(engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None)
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
-    if snapshot.best is not None:  # the frame with the most objects, as it came and annotated
+    if snapshot.best is not None:  # the frame with the most confirmed objects, as it came and annotated
         cv2.imwrite(str(still), cv2.cvtColor(snapshot.best[0].rgb, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(png), cv2.cvtColor(overlay(*snapshot.best), cv2.COLOR_RGB2BGR))
+        names = {cid: c.text for cid, c in session.concepts.items() if c.text} if session else {}
+        cv2.imwrite(str(png), cv2.cvtColor(overlay(*snapshot.best, names), cv2.COLOR_RGB2BGR))
     for stream_id, failure in engine.errors.items():
         print(f"streamer demo: stream {stream_id} failed: {failure}")
     if session is None:
