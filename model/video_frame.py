@@ -129,8 +129,9 @@ def run_frame(
             det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
         )
         new_dets = _not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
-        for i in torch.nonzero(assoc.trk_matched).flatten().tolist():
-            propagated[i].last_matched, propagated[i].matched_mask = t, trk_bin[i].clone()
+        if cfg.reanchor_after > 0:  # where each matched object was: only re-anchoring reads it
+            for i in torch.nonzero(assoc.trk_matched).flatten().tolist():
+                propagated[i].last_matched, propagated[i].matched_mask = t, trk_bin[i].clone()
         if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
             lost = {i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())}
             regained = _regain(det_bin, dets.groups, new_dets, propagated, lost, cfg.assoc_iou_thresh)
