@@ -185,10 +185,11 @@ class VideoConfig:
     high_iou_thresh: float = 0.8  # detection <-> track mask IoU >=
     recondition_on_trk_masks: bool = False  # False (official): re-prompt with the detection mask
     # re-anchoring (ours, off in the official loop; model/reassociation.py): an object that no
-    # detection has matched for this many frames (its mask drifted off or vanished) takes over a
-    # would-be new detection of its concept near its last matched box, instead of a new ID
+    # detection has matched for this many frames (its mask drifted off, swelled or vanished) takes
+    # over a detection of its concept near where it should be now, instead of a new ID
     reanchor_after: int = 0  # frames; 0 = off
-    reanchor_box_margin: float = 0.5  # the last matched box grows by this much of its size per side
+    reanchor_reach: float = 1.0  # box-centre distance, in object sizes, one frame after the last match
+    reanchor_reach_per_frame: float = 0.25  # ... and this much more per further frame
     # overlaps between objects of one concept
     suppress_overlap_occlusion_thresh: float = 0.7  # IoU >= this: suppress the most recently occluded; 0 = off
     shrink_suppress_thresh: float = 0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area

@@ -22,6 +22,7 @@ from model.association import HotStart
 from model.config import VideoConfig
 from model.mask_rules import NEVER_OCCLUDED
 from model.memory_bank import MemoryBank
+from model.reassociation import Anchor
 from model.types import EndReason, ObjectEndedEvent, ObjectStartedEvent, ObjectState
 
 
@@ -37,8 +38,7 @@ class Track:
     last_seen_s: float
     last_occluded: int = NEVER_OCCLUDED
     last_mask: torch.Tensor | None = None  # (m, m) bool, last non-empty mask (gap re-association)
-    last_matched: int = -1  # last frame a detection matched the object (re-anchoring)
-    matched_mask: torch.Tensor | None = None  # (m, m) bool, its mask on that frame
+    anchor: Anchor | None = None  # where a detection last confirmed it (re-anchoring)
     published: bool = False
 
     @property

@@ -1,13 +1,19 @@
-"""Giving a would-be new detection to an object the tracker lost, so the object keeps its ID.
+"""Giving a detection to an object the tracker lost, so the object keeps its ID.
 
 Two cases share one greedy matcher:
 
 * after a gap in the stream (`VideoTracker.mark_gap`), objects the tracker no longer sees are
-  found again by a detection overlapping their last visible mask (mask IoU);
+  found again by a would-be new detection overlapping their last visible mask (mask IoU);
 * re-anchoring (`VideoConfig.reanchor_after`, ours, off by default): an object that no
-  detection has matched for a few frames (its mask drifted onto something else, or vanished)
-  is found again by a detection near where it was last matched. The object has moved since, so
-  the test is box IoU against its last matched box grown by `margin` of its size on each side.
+  detection has matched for a few frames (its mask drifted onto something else, swelled over a
+  neighbour, or vanished) is found again by a detection where it should be now. Each object
+  keeps an `Anchor`: the box of the detection that last matched it and the smoothed motion of
+  that box, so the expected box is the last one carried along at that speed (constant
+  velocity, as in SORT); a detection is near when its centre lies within a reach that grows
+  with the time since the last match (the object may have turned meanwhile).
+  Candidates are the would-be new detections and the confident detections that only a lost
+  object's swollen mask overlaps (official association counts those as matched, so they would
+  neither start an object nor correct the swollen one).
 
 The caller re-conditions each regained object on its detection (a new conditioning memory and
 that detection's mask as the frame's output), exactly as periodic re-conditioning does.
@@ -15,17 +21,64 @@ that detection's mask as the frame's output), exactly as periodic re-conditionin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from model.box_ops import box_iou, mask_iou, masks_to_boxes
+from model.box_ops import mask_iou, masks_to_boxes
+
+VELOCITY_SMOOTHING = 0.5  # weight of the previous velocity when a new match updates it
 
 
-def grow_boxes(boxes: torch.Tensor, margin: float) -> torch.Tensor:
-    """(N, 4) xyxy boxes grown by `margin` of their width / height on each side."""
-    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
-    return boxes + margin * size * torch.tensor([-1.0, -1.0, 1.0, 1.0], device=boxes.device)
+@dataclass(frozen=True)
+class Anchor:
+    """Where a detection last confirmed an object: frame, xyxy box (mask pixels) and the box's
+    per-frame motion (None until a second match)."""
+
+    frame: int
+    box: torch.Tensor  # (4,)
+    velocity: torch.Tensor | None = None  # (2,) mask pixels per frame
+
+    def moved_to(self, frame: int, box: torch.Tensor) -> Anchor:
+        """The anchor after a detection matched the object again at `frame` with `box`."""
+        step = (_centre(box) - _centre(self.box)) / max(frame - self.frame, 1)
+        if self.velocity is not None:
+            step = VELOCITY_SMOOTHING * self.velocity + (1 - VELOCITY_SMOOTHING) * step
+        return Anchor(frame, box, step)
+
+    def expected_box(self, frame: int) -> torch.Tensor:
+        """(4,) the last matched box carried along at the object's velocity up to `frame`."""
+        if self.velocity is None:
+            return self.box
+        return self.box + (frame - self.frame) * self.velocity.repeat(2)
+
+
+def _centre(box: torch.Tensor) -> torch.Tensor:
+    return (box[:2] + box[2:]) / 2
+
+
+def pair_greedily(
+    ious: torch.Tensor,
+    det_groups: torch.Tensor,
+    candidates: Sequence[int],
+    groups: Sequence[int],
+    min_iou: float,
+) -> dict[int, int]:
+    """ious (D, L) between the candidate detections and L lost objects -> {object row ->
+    detection index}: same concept, IoU >= min_iou, best pairs first, each side used once."""
+    if not candidates or len(groups) == 0:
+        return {}
+    same = det_groups[list(candidates)][:, None] == torch.tensor(list(groups), device=ious.device)
+    ious = torch.where(same, ious, 0.0)
+    pairs: dict[int, int] = {}
+    for flat in torch.argsort(ious.flatten(), descending=True, stable=True).tolist():
+        d, j = divmod(flat, len(groups))
+        if float(ious[d, j]) < min_iou:
+            break
+        if j not in pairs and candidates[d] not in pairs.values():
+            pairs[j] = candidates[d]
+    return pairs
 
 
 def reassociate(
@@ -35,30 +88,77 @@ def reassociate(
     masks: torch.Tensor,
     groups: Sequence[int],
     min_iou: float,
-    box_margin: float | None = None,
 ) -> dict[int, int]:
-    """Pair would-be new detections with lost objects: {object row -> detection index}.
+    """After a gap: {lost object row -> would-be new detection} by mask IoU.
 
-    det_masks (N, H, W) bool with concept ids det_groups (N,); new_dets: the detections that
-    would spawn objects; masks (L, H, W) bool: each lost object's reference mask, groups its
-    concept. Pairs need the same concept and IoU >= min_iou: mask IoU, or with `box_margin` the
-    IoU of the detection's box and the reference box grown by that margin. Greedy by IoU, each
-    object and detection used once.
+    det_masks (N, H, W) bool with concept ids det_groups (N,); masks (L, H, W) bool: each lost
+    object's last visible mask, groups its concept.
     """
     if not new_dets or len(groups) == 0:
         return {}
-    candidates = det_masks[list(new_dets)]
-    if box_margin is None:
-        ious = mask_iou(candidates, masks)  # D x L
-    else:
-        ious = box_iou(masks_to_boxes(candidates), grow_boxes(masks_to_boxes(masks), box_margin))
-    same = det_groups[list(new_dets)][:, None] == torch.tensor(list(groups), device=ious.device)
-    ious = torch.where(same, ious, 0.0)
-    pairs: dict[int, int] = {}
-    for flat in torch.argsort(ious.flatten(), descending=True, stable=True).tolist():
-        d, j = divmod(flat, len(groups))
-        if float(ious[d, j]) < min_iou:
-            break
-        if j not in pairs and new_dets[d] not in pairs.values():
-            pairs[j] = new_dets[d]
-    return pairs
+    ious = mask_iou(det_masks[list(new_dets)], masks)  # D x L
+    return pair_greedily(ious, det_groups, new_dets, groups, min_iou)
+
+
+def swallowed_detections(
+    ious: torch.Tensor,
+    confident: torch.Tensor,
+    adrift: Sequence[int],
+    match_iou: float,
+    overlap_iou: float,
+) -> list[int]:
+    """Confident detections that overlap lost objects only, and no object well enough to match.
+
+    ious (N, M) detection-object mask IoU (zero across concepts); confident (N,) bool; adrift:
+    the lost objects' columns. Such a detection sits inside a lost object's swollen mask.
+    """
+    lost = torch.zeros(ious.shape[1], dtype=torch.bool, device=ious.device)
+    lost[list(adrift)] = True
+    overlaps = ious >= overlap_iou
+    only_lost = overlaps.any(1) & ~(overlaps & ~lost).any(1)
+    keep = confident & only_lost & ~(ious >= match_iou).any(1)
+    return torch.nonzero(keep).flatten().tolist()
+
+
+def reanchor(
+    anchors: Mapping[int, Anchor],
+    groups: Mapping[int, int],
+    frame: int,
+    det_masks: torch.Tensor,
+    det_groups: torch.Tensor,
+    candidates: Sequence[int],
+    reach: float,
+    reach_per_frame: float,
+) -> dict[int, int]:
+    """{object index -> detection} for lost objects (`anchors`, by object index, with their
+    concepts in `groups`) and candidate detections near where each object should be now.
+
+    Near: the detection's box centre lies within `reach` object sizes (sqrt of the anchor box's
+    area) of the expected box's centre, `reach_per_frame` more for each frame after the first
+    since the last match (the object may have turned), and the two boxes' sizes differ by at
+    most a factor of two. Nearest pairs first.
+    """
+    rows = list(anchors)
+    if not candidates or not rows:
+        return {}
+    boxes = masks_to_boxes(det_masks[list(candidates)])  # D x 4
+    expected = torch.stack([anchors[i].expected_box(frame) for i in rows])  # L x 4
+    size = _size(expected)
+    distance = torch.cdist(_centres(boxes), _centres(expected)) / size  # D x L, in object sizes
+    since = torch.tensor([frame - anchors[i].frame for i in rows], dtype=distance.dtype)
+    allowed = reach + reach_per_frame * (since - 1).clamp(min=0)
+    ratio = _size(boxes)[:, None] / size
+    near = (distance <= allowed) & (ratio >= 0.5) & (ratio <= 2.0)
+    closeness = torch.where(near, 1 / (1 + distance), 0.0)  # in (0, 1] when near
+    pairs = pair_greedily(closeness, det_groups, candidates, [groups[i] for i in rows], 1e-9)
+    return {rows[j]: d for j, d in pairs.items()}
+
+
+def _centres(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def _size(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) -> (N,) the side of the square of the same area, at least one pixel."""
+    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1)
+    return (wh[:, 0] * wh[:, 1]).sqrt()

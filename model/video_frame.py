@@ -24,7 +24,7 @@ from model.association import (
     mask_nms,
     update_hotstart,
 )
-from model.box_ops import mask_iou
+from model.box_ops import mask_iou, masks_to_boxes
 from model.config import VideoConfig
 from model.frame_io import UserPrompt, publish, user_prompt
 from model.frame_model import FrameDetections, FrameModel, TrackOutput, eff_iou_score
@@ -36,7 +36,8 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
-from model.reassociation import reassociate
+from model.reanchoring import reanchor_lost, update_anchors
+from model.reassociation import Anchor, reassociate
 from model.streams import side_by_side
 from model.tracker_types import ObjectPrompt
 from model.types import (
@@ -129,21 +130,22 @@ def run_frame(
             det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
         )
         new_dets = _not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
-        if cfg.reanchor_after > 0:  # where each matched object was: only re-anchoring reads it
-            for i in torch.nonzero(assoc.trk_matched).flatten().tolist():
-                propagated[i].last_matched, propagated[i].matched_mask = t, trk_bin[i].clone()
+        if cfg.reanchor_after > 0:  # where a detection last confirmed each object
+            update_anchors(propagated, assoc, det_bin, t)
         if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
             lost = {i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())}
             regained = _regain(det_bin, dets.groups, new_dets, propagated, lost, cfg.assoc_iou_thresh)
-        elif cfg.reanchor_after > 0:  # objects whose masks drifted off, near their last match
-            adrift = {i: tr.matched_mask for i, tr in enumerate(propagated)
-                      if t - tr.last_matched >= cfg.reanchor_after}  # fmt: skip
-            regained = _regain(det_bin, dets.groups, new_dets, propagated, adrift,
-                               cfg.assoc_iou_thresh, cfg.reanchor_box_margin)  # fmt: skip
+        elif cfg.reanchor_after > 0:  # objects no detection matched lately, near where they should be
+            confident = dets.scores >= dets.new_min
+            regained = reanchor_lost(
+                cfg, propagated, t, assoc, det_bin, dets.groups, confident, new_dets
+            )
         else:
             regained = {}
         for i, d in regained.items():
-            propagated[i].last_matched, propagated[i].matched_mask = t, det_bin[d]
+            anchor = propagated[i].anchor
+            if anchor is not None:
+                propagated[i].anchor = anchor.moved_to(t, masks_to_boxes(det_bin[d][None])[0])
         new_dets = [d for d in new_dets if d not in regained.values()]
         new_dets = list(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
@@ -192,8 +194,7 @@ def run_frame(
             float(dets.scores[d]),
             MemoryBank(st.caps),
             st.clock_s,
-            last_matched=t,
-            matched_mask=det_bin[d],
+            anchor=Anchor(t, masks_to_boxes(det_bin[d][None])[0]),
         )
         st.tracks[track.object_id] = track
         life.open_window(track)
@@ -336,16 +337,15 @@ def _regain(
     tracks: Sequence[Track],
     references: Mapping[int, torch.Tensor | None],
     min_iou: float,
-    box_margin: float | None = None,
 ) -> dict[int, int]:
-    """Track index -> detection, for the concept objects among `references` (track index ->
-    the mask to compare with; model/reassociation.py)."""
+    """After a gap: track index -> detection, for the concept objects among `references` (track
+    index -> its last visible mask; model/reassociation.py)."""
     rows = [i for i, m in references.items() if m is not None and tracks[i].concept_id is not None]
     if not rows:
         return {}
     masks = torch.stack([references[i] for i in rows])
     groups = [tracks[i].concept_id for i in rows]
-    pairs = reassociate(det_bin, det_groups, new_dets, masks, groups, min_iou, box_margin)
+    pairs = reassociate(det_bin, det_groups, new_dets, masks, groups, min_iou)
     return {rows[j]: d for j, d in pairs.items()}
 
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from model.reassociation import grow_boxes, reassociate
+from model.reassociation import Anchor, reanchor, reassociate, swallowed_detections
 
 
 def square(x0: int, y0: int, size: int = 4, grid: int = 32) -> torch.Tensor:
     mask = torch.zeros(grid, grid, dtype=torch.bool)
     mask[y0 : y0 + size, x0 : x0 + size] = True
     return mask
-
-
-def test_grow_boxes() -> None:
-    grown = grow_boxes(torch.tensor([[10.0, 20.0, 14.0, 28.0]]), 0.5)
-    assert grown.tolist() == [[8.0, 16.0, 16.0, 32.0]]
 
 
 def test_mask_iou_pairs_greedily_within_a_concept() -> None:
@@ -35,13 +30,61 @@ def test_only_would_be_new_detections_are_given_away() -> None:
     assert reassociate(dets, torch.tensor([0, 0]), [], lost, [0], min_iou=0.1) == {}
 
 
-def test_box_margin_reaches_an_object_that_moved_since() -> None:
-    dets = torch.stack([square(4, 0)])  # the object moved its own width since its last match
-    lost = torch.stack([square(0, 0)])
-    assert reassociate(dets, torch.tensor([0]), [0], lost, [0], min_iou=0.1) == {}
-    assert reassociate(dets, torch.tensor([0]), [0], lost, [0], min_iou=0.1, box_margin=0.5) == {0: 0}
-    far = torch.stack([square(20, 20)])
-    assert reassociate(far, torch.tensor([0]), [0], lost, [0], min_iou=0.1, box_margin=0.5) == {}
+def box(x0: float, y0: float, size: float = 4) -> torch.Tensor:
+    return torch.tensor([x0, y0, x0 + size, y0 + size])
+
+
+def test_anchor_learns_the_objects_velocity_and_carries_its_box_along() -> None:
+    anchor = Anchor(0, box(0, 0))
+    assert anchor.expected_box(5).tolist() == box(0, 0).tolist()  # one sighting: no motion yet
+    anchor = anchor.moved_to(2, box(4, 2))  # 2 px / frame right, 1 down
+    assert anchor.velocity.tolist() == [2.0, 1.0]
+    assert anchor.expected_box(5).tolist() == box(10, 5).tolist()
+    anchor = anchor.moved_to(3, box(4, 2))  # stopped: the estimate halves
+    assert anchor.velocity.tolist() == [1.0, 0.5]
+
+
+def test_reanchor_finds_a_moving_object_where_it_should_be_now() -> None:
+    dets = torch.stack([square(12, 0)])  # 12 frames later, at 1 px / frame
+    still = {0: Anchor(0, box(0, 0))}
+    moving = {0: Anchor(0, box(-1, 0)).moved_to(1, box(0, 0))}
+    args = (torch.tensor([0]), [0], 1.0, 0.0)
+    assert reanchor(still, {0: 0}, 12, dets, *args) == {}
+    assert reanchor(moving, {0: 0}, 12, dets, *args) == {0: 0}
+    assert reanchor(moving, {0: 1}, 12, dets, *args) == {}  # another concept
+
+
+def test_reanchor_reach_grows_with_the_time_since_the_last_match() -> None:
+    still = {0: Anchor(0, box(0, 0))}
+    near = torch.stack([square(4, 0)])  # one object size away
+    far = torch.stack([square(8, 0)])  # two sizes away
+    assert reanchor(still, {0: 0}, 1, near, torch.tensor([0]), [0], 1.0, 0.1) == {0: 0}
+    assert reanchor(still, {0: 0}, 1, near, torch.tensor([0]), [0], 0.5, 0.1) == {}
+    assert reanchor(still, {0: 0}, 1, far, torch.tensor([0]), [0], 1.0, 0.1) == {}
+    assert reanchor(still, {0: 0}, 11, far, torch.tensor([0]), [0], 1.0, 0.1) == {0: 0}
+
+
+def test_reanchor_wants_a_similar_size_and_takes_the_nearest() -> None:
+    still = {0: Anchor(0, box(8, 8))}
+    big = torch.stack([square(6, 6, size=9)])  # on the spot, but more than twice as large
+    assert reanchor(still, {0: 0}, 1, big, torch.tensor([0]), [0], 1.0, 0.0) == {}
+    two = torch.stack([square(11, 8), square(9, 8)])
+    assert reanchor(still, {0: 0}, 1, two, torch.tensor([0, 0]), [0, 1], 1.0, 0.0) == {0: 1}
+
+
+def test_swallowed_detections_overlap_lost_objects_only() -> None:
+    ious = torch.tensor(
+        [
+            [0.3, 0.0, 0.0],  # inside lost object 0's swollen mask: swallowed
+            [0.3, 0.2, 0.0],  # also overlaps object 1, which is not lost
+            [0.6, 0.0, 0.0],  # matches object 0 outright: no longer lost
+            [0.0, 0.0, 0.0],  # overlaps nothing: a would-be new detection, not swallowed
+            [0.0, 0.0, 0.4],  # inside lost object 2, but not confident
+        ]
+    )
+    confident = torch.tensor([True, True, True, True, False])
+    assert swallowed_detections(ious, confident, [0, 2], 0.5, 0.1) == [0]
+    assert swallowed_detections(ious, confident, [], 0.5, 0.1) == []
 
 
 def test_each_detection_and_object_is_used_once() -> None:

@@ -188,6 +188,27 @@ def test_reanchoring_gives_a_drifted_objects_detection_back_its_id() -> None:
     assert all(ids(r) == [0] and r.objects[0].box_xyxy == red_box for r in anchored[37:])
 
 
+def test_reanchoring_takes_back_a_detection_its_swollen_mask_swallowed() -> None:
+    """A green square stops beside a still red one; the scripted tracker's red mask swells over
+    both, so the red detection overlaps it too little to match and too much to be new."""
+    scene = (
+        Square("green", first=10, last=99, x=12, y=14, size=12),
+        Square("red", first=0, last=99, x=24, y=16),
+    )
+    red_box = (24.0, 17.0, 32.0, 24.0)
+
+    def follow(reanchor_after: int) -> list[FrameTrack]:
+        tracker = VideoTracker(ScriptedModel(), replace(CFG, reanchor_after=reanchor_after))
+        tracker.add_concept(Concept(text="red"))
+        return [tracker.step(render(scene, t)) for t in range(20)]
+
+    official = follow(0)  # the swollen mask stays swollen
+    assert all(ids(r) == [0] and r.objects[0].box_xyxy[0] < 20 for r in official[10:])
+    anchored = follow(1)  # re-anchored on the red detection every time it swells
+    assert all(ids(r) == [0] for r in anchored) and not any(r.ended for r in anchored)
+    assert all(r.objects[0].box_xyxy == red_box for r in anchored[11:])
+
+
 def test_finish_and_bad_input() -> None:
     tracker, _ = run(3)
     events = tracker.finish()
