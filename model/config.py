@@ -340,6 +340,9 @@ def _embedded() -> Sam3Config:
             new_det_thresh=0.6,
             high_conf_thresh=0.7,
             reanchor_after=1,  # its small tracker drifts onto look-alikes (docs/embedded-model.md)
+            # its detector misses real objects for frames at a time: 8 unmatched frames of 15
+            # removed them as false positives, and they came back under new IDs
+            hotstart_unmatch_thresh=10,
         ),
     )
 

@@ -155,7 +155,7 @@ def run_frame(
             life.windows,
             {oid: tr.first_frame for oid, tr in st.tracks.items()},
             t,
-            [ids[i] for i in torch.nonzero(assoc.trk_unmatched).flatten().tolist()],
+            [ids[i] for i in torch.nonzero(assoc.trk_unmatched).flatten().tolist() if i not in regained],
             [[ids[i] for i in trks] for trks in assoc.det_to_trks],
             HotStartRule(cfg.hotstart_delay, cfg.hotstart_unmatch_thresh, cfg.hotstart_dup_thresh),
         )
