@@ -3,10 +3,10 @@
 # from, each started from the one before (`--init`). One command, resumable: a stage that was
 # interrupted continues from its runs/<stage>/last.pt, finished stages are skipped.
 #
-#   bash scripts/train_embedded.sh            # ~6 h on 2 CPU cores; --device cuda on a GPU
+#   bash scripts/train_embedded.sh            # ~8 h on 2 CPU cores; --device cuda on a GPU
 #   bash scripts/train_embedded.sh --device cuda
 #
-# Extra arguments go to every stage. The result is runs/embedded5/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded6/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -41,5 +41,8 @@ stage embedded4 --init runs/embedded3/last.pt --prompts 4 --lr 4e-4 --detector-s
     --tracker-steps 150
 # 5. more of the same, with the tracker on 16-frame clips
 stage embedded5 --init runs/embedded4/last.pt --prompts 4 --lr 4e-4 --detector-steps 1800 \
-    --tracker-steps 600 --clip-frames 16 --eval-every 600 \
-    --export runs/embedded5/embedded.safetensors
+    --tracker-steps 600 --clip-frames 16 --eval-every 600
+# 6. the same again (the original run first took 270 steps of a 3,600-step schedule)
+stage embedded6 --init runs/embedded5/last.pt --prompts 4 --lr 4e-4 --detector-steps 2400 \
+    --tracker-steps 200 --clip-frames 16 --eval-every 1200 \
+    --export runs/embedded6/embedded.safetensors
