@@ -42,7 +42,7 @@ class Anchor:
 
     def moved_to(self, frame: int, box: torch.Tensor) -> Anchor:
         """The anchor after a detection matched the object again at `frame` with `box`."""
-        step = (_centre(box) - _centre(self.box)) / max(frame - self.frame, 1)
+        step = (_centres(box[None]) - _centres(self.box[None]))[0] / max(frame - self.frame, 1)
         if self.velocity is not None:
             step = VELOCITY_SMOOTHING * self.velocity + (1 - VELOCITY_SMOOTHING) * step
         return Anchor(frame, box, step)
@@ -52,10 +52,6 @@ class Anchor:
         if self.velocity is None:
             return self.box
         return self.box + (frame - self.frame) * self.velocity.repeat(2)
-
-
-def _centre(box: torch.Tensor) -> torch.Tensor:
-    return (box[:2] + box[2:]) / 2
 
 
 def pair_greedily(
@@ -145,7 +141,9 @@ def reanchor(
     expected = torch.stack([anchors[i].expected_box(frame) for i in rows])  # L x 4
     size = _size(expected)
     distance = torch.cdist(_centres(boxes), _centres(expected)) / size  # D x L, in object sizes
-    since = torch.tensor([frame - anchors[i].frame for i in rows], dtype=distance.dtype)
+    since = torch.tensor(
+        [frame - anchors[i].frame for i in rows], dtype=distance.dtype, device=distance.device
+    )
     allowed = reach + reach_per_frame * (since - 1).clamp(min=0)
     ratio = _size(boxes)[:, None] / size
     near = (distance <= allowed) & (ratio >= 0.5) & (ratio <= 2.0)
