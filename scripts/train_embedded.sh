@@ -6,7 +6,7 @@
 #   bash scripts/train_embedded.sh            # ~8 h on 2 CPU cores; --device cuda on a GPU
 #   bash scripts/train_embedded.sh --device cuda
 #
-# Extra arguments go to every stage. The result is runs/embedded6/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded7b/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -44,5 +44,9 @@ stage embedded5 --init runs/embedded4/last.pt --prompts 4 --lr 4e-4 --detector-s
     --tracker-steps 600 --clip-frames 16 --eval-every 600
 # 6. the same again (the original run first took 270 steps of a 3,600-step schedule)
 stage embedded6 --init runs/embedded5/last.pt --prompts 4 --lr 4e-4 --detector-steps 2400 \
-    --tracker-steps 200 --clip-frames 16 --eval-every 1200 \
-    --export runs/embedded6/embedded.safetensors
+    --tracker-steps 200 --clip-frames 16 --eval-every 1200
+# 7. the detector at half the rate, then a tracker refit on the changed trunk
+stage embedded7 --init runs/embedded6/last.pt --prompts 4 --lr 2e-4 --detector-steps 1200 \
+    --tracker-steps 0 --eval-every 1200
+stage embedded7b --init runs/embedded7/last.pt --detector-steps 0 --tracker-steps 100 \
+    --clip-frames 16 --export runs/embedded7b/embedded.safetensors
