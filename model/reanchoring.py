@@ -28,8 +28,13 @@ def update_anchors(
         return
     boxes = masks_to_boxes(det_masks[assoc.ious[:, rows].argmax(0)])
     for k, i in enumerate(rows):
-        anchor = tracks[i].anchor
-        tracks[i].anchor = Anchor(frame, boxes[k]) if anchor is None else anchor.moved_to(frame, boxes[k])
+        confirm(tracks[i], frame, boxes[k])
+
+
+def confirm(track: Track, frame: int, box: torch.Tensor) -> None:
+    """A detection with xyxy `box` confirmed `track` at `frame`: its anchor moves there."""
+    anchor = track.anchor
+    track.anchor = Anchor(frame, box) if anchor is None else anchor.moved_to(frame, box)
 
 
 def reanchor_lost(

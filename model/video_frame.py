@@ -36,7 +36,7 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
-from model.reanchoring import reanchor_lost, update_anchors
+from model.reanchoring import confirm, reanchor_lost, update_anchors
 from model.reassociation import Anchor, reassociate
 from model.streams import side_by_side
 from model.tracker_types import ObjectPrompt
@@ -143,9 +143,7 @@ def run_frame(
         else:
             regained = {}
         for i, d in regained.items():
-            anchor = propagated[i].anchor
-            if anchor is not None:
-                propagated[i].anchor = anchor.moved_to(t, masks_to_boxes(det_bin[d][None])[0])
+            confirm(propagated[i], t, masks_to_boxes(det_bin[d][None])[0])
         new_dets = [d for d in new_dets if d not in regained.values()]
         new_dets = list(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
