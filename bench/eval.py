@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
-from model import VideoTracker, build_sam3
+from model import VideoTracker, build_sam3, inference_dtype
 from model.eval.bind import detect_fn
 from model.eval.runner import Detect, evaluate_clips, evaluate_images
 from model.eval.video_metrics import FrameObjects
@@ -65,6 +65,12 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="auto: bfloat16 where the device computes it natively (as `streamer --dtype`)",
+    )
     return p.parse_args()
 
 
@@ -148,7 +154,8 @@ def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or _default_checkpoint()
-    model = build_sam3(args.model, checkpoint, device=args.device).eval()
+    dtype = inference_dtype(args.device, args.dtype)
+    model = build_sam3(args.model, checkpoint, device=args.device, dtype=dtype).eval()
     side = model.config.vit.image_size
     world = WorldConfig(height=side, width=side)
     images = ImageConfig(world=world)
@@ -207,7 +214,7 @@ def main() -> None:
     stamp = datetime.date.today().isoformat()
     print(
         f"\n{checkpoint.name} ({model.config.name}, {sum(p.numel() for p in model.parameters()):,} params) "
-        f"on {args.device} x{args.threads} threads, float32, {side}x{side}; commit {_commit()}, {stamp}\n"
+        f"on {args.device} x{args.threads} threads, {str(dtype).removeprefix('torch.')}, {side}x{side}; commit {_commit()}, {stamp}\n"
     )
     width = max(len(k) for k, _ in rows)
     print(f"| {'metric'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")

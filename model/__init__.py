@@ -1,6 +1,6 @@
 """SAM 3 networks and the per-stream tracking state machine (synchronous, device-agnostic, no I/O).
 
-Public surface: `build_sam3`, `Sam3`, `Sam3Config`, `CONFIGS`, `Tokenizer`, `CheckpointError`,
+Public surface: `build_sam3`, `inference_dtype`, `Sam3`, `Sam3Config`, `CONFIGS`, `Tokenizer`, `CheckpointError`,
 `VideoTracker`. Names resolve lazily so `import model.types` stays light.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "build_sam3": "model.build",
     "packaged_checkpoint": "model.build",
+    "inference_dtype": "model.build",
     "Sam3": "model.sam3",
     "Sam3Config": "model.config",
     "CONFIGS": "model.config",

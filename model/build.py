@@ -77,6 +77,26 @@ def build_sam3(
     return model.eval()
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def inference_dtype(device: torch.device | str, requested: str = "auto") -> torch.dtype:
+    """The dtype to run on `device`: `requested` ("float32", "bfloat16"), or for "auto" bfloat16
+    where the hardware computes it natively (CUDA with bf16 support, as the official tracker runs;
+    a CPU with AMX tiles, where oneDNN's bf16 kernels beat float32) and float32 elsewhere (a CPU
+    without them emulates bf16, slower than float32)."""
+    if requested != "auto":
+        if requested not in DTYPES:
+            raise ValueError(f"unknown dtype {requested!r}; known: auto, {', '.join(DTYPES)}")
+        return DTYPES[requested]
+    device = torch.device(device)
+    if device.type == "cuda":
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+    return torch.bfloat16 if native else torch.float32
+
+
 def _move(model: Sam3, device: torch.device | str | None, dtype: torch.dtype | None) -> None:
     """Like `model.to(device, dtype)`, but the dtype applies to floating tensors only.
 

@@ -54,6 +54,7 @@ class ModelChoice:
     name: str  # "embedded", "tiny", "sam3", ...
     checkpoint: Path | None
     device: str
+    dtype: str = "auto"  # "auto", "float32", "bfloat16" (model.inference_dtype)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +81,13 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], Tracker], st
     """Build the model once; return a per-stream tracker factory and a one-line description."""
     import torch
 
-    from model import CheckpointError, VideoTracker, build_sam3, packaged_checkpoint
+    from model import (
+        CheckpointError,
+        VideoTracker,
+        build_sam3,
+        inference_dtype,
+        packaged_checkpoint,
+    )
 
     if choice.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {choice.device}: CUDA is not available on this machine")
@@ -91,14 +98,16 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], Tracker], st
             name, note = "tiny", " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)"
     if checkpoint is not None and not checkpoint.exists():
         raise UserError(f"checkpoint {checkpoint} does not exist")
+    dtype = inference_dtype(choice.device, choice.dtype)
     try:
-        model = build_sam3(name, checkpoint, device=choice.device)
+        model = build_sam3(name, checkpoint, device=choice.device, dtype=dtype)
     except (CheckpointError, OSError, ValueError, KeyError) as error:
         raise UserError(f"cannot load model {name!r} from {checkpoint}: {error}") from None
     model.eval()
     _warm_up(lambda: VideoTracker(model))
     source = f"checkpoint {checkpoint}" if checkpoint is not None else "random weights"
-    return (lambda: VideoTracker(model)), f"model {name} on {choice.device}, {source}{note}"
+    precision = str(dtype).removeprefix("torch.")
+    return (lambda: VideoTracker(model)), f"model {name} on {choice.device} in {precision}, {source}{note}"
 
 
 def _warm_up(factory: Callable[[], Tracker], steps: int = 3) -> None:
@@ -321,7 +330,7 @@ def _positive_int(text: str) -> int:
 
 
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
-    return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device)
+    return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device, args.dtype)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -332,6 +341,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default="embedded", help="config name: embedded (default), tiny, sam3")
         p.add_argument("--checkpoint", help="sam3.pt, an HF facebook/sam3 folder, or a .safetensors file")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+        p.add_argument(
+            "--dtype",
+            default="auto",
+            choices=["auto", "float32", "bfloat16"],
+            help="auto (default): bfloat16 where the device computes it natively (CUDA; CPUs with AMX), else float32",
+        )
 
     def api_flags(p: argparse.ArgumentParser, port: int) -> None:
         p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

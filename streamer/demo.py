@@ -95,9 +95,9 @@ def overlay(frame: Frame, track: FrameTrack, names: Mapping[int, str] | None = N
 
 async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]) -> int:
     from streamer.cli import (
-        ModelChoice,
         UserError,
         _maybe_serve,
+        _model_choice,
         _until_done_or_signal,
         api_config,
         stop_on_signals,
@@ -110,7 +110,7 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create {out_dir}: {error.strerror}") from None
-    factory, described = load_tracker_factory(ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device))
+    factory, described = load_tracker_factory(_model_choice(args))
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     video, log = out_dir / "redacted.mp4", out_dir / "events.msgpack"
     still, png = out_dir / "frame.png", out_dir / "overlay.png"

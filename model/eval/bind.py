@@ -28,11 +28,12 @@ def predict(
     logits resized to the image and thresholded at 0.
     """
     h, w = image.shape[:2]
-    device = next(detector.parameters()).device
+    param = next(detector.parameters())
     side = image_size
     resized = image if (h, w) == (side, side) else cv2.resize(image, (side, side))
     x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].float()
-    x = (x / 127.5 - 1.0).to(device)  # 1 x 3 x S x S
+    x = (x / 127.5 - 1.0).to(param.device, param.dtype)  # 1 x 3 x S x S
+    device = param.device
     tokens = tokenizer(list(texts))
     was_training = detector.training
     detector.eval()

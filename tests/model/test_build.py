@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.build import _resolve_tokenizer, build_sam3
+from model.build import _resolve_tokenizer, build_sam3, inference_dtype
 from model.checkpoint import CheckpointError, CheckpointFormat, read_checkpoint, save_native
 from model.config import CONFIGS
 from model.tokenizer import train_bpe
@@ -84,6 +84,18 @@ def test_bfloat16_build_keeps_rope_complex(tmp_path: Path) -> None:
     with torch.no_grad():
         out = bf16.vit(torch.randn(1, 3, 112, 112, dtype=torch.bfloat16))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_inference_dtype_is_bfloat16_only_where_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert inference_dtype("cpu", "float32") == torch.float32
+    assert inference_dtype("cuda", "bfloat16") == torch.bfloat16  # explicit: no hardware check
+    with pytest.raises(ValueError, match="unknown dtype 'half'"):
+        inference_dtype("cpu", "half")
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        assert inference_dtype("cpu") == (torch.bfloat16 if amx else torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_dtype("cuda") == torch.float32
 
 
 @pytest.mark.gpu

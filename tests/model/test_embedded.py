@@ -55,7 +55,15 @@ def test_checkpoint_is_small_and_loads_strictly(model: Sam3) -> None:
     )
 
 
-def test_held_out_images_are_segmented(model: Sam3) -> None:
+@pytest.fixture(scope="module")
+def model_bf16() -> Sam3:
+    """The embedded model as `--dtype auto` runs it on CPUs with AMX (and on CUDA)."""
+    return build_sam3("embedded", dtype=torch.bfloat16).eval()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_held_out_images_are_segmented(dtype: str, model: Sam3, model_bf16: Sam3) -> None:
+    model = model_bf16 if dtype == "bfloat16" else model
     side = model.config.vit.image_size
     detect = detect_fn(model.detector, model.tokenizer, side)
     images = ImageConfig(world=WorldConfig(height=side, width=side))
@@ -100,7 +108,9 @@ def test_absent_concept_yields_no_objects(model: Sam3) -> None:
         assert all(ids == [] for ids in _track(model, images, text)), text
 
 
-def test_unoccluded_object_keeps_one_id(model: Sam3) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_unoccluded_object_keeps_one_id(dtype: str, model: Sam3, model_bf16: Sam3) -> None:
+    model = model_bf16 if dtype == "bfloat16" else model
     frames = _clip(7, num_objects=(3, 3), passer_rate=0.0, occluder_rate=0.0)
     first = frames[0].attributes
     unique = [

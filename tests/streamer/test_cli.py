@@ -16,12 +16,26 @@ from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 import av
+import numpy as np
 import pytest
+import torch
 
+from model.types import Concept
 from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import read_log
-from streamer.cli import EXIT_FAILED, TOKEN_ENV, UserError, _parser, _run, api_config, engine_config
+from streamer.cli import (
+    EXIT_FAILED,
+    TOKEN_ENV,
+    ModelChoice,
+    UserError,
+    _model_choice,
+    _parser,
+    _run,
+    api_config,
+    engine_config,
+    load_tracker_factory,
+)
 from streamer.demo import DEFAULT_DURATION_S, demo
 from tests.fakes import FakeTracker, eventually
 from tests.streamer.conftest import Clips, free_port
@@ -214,6 +228,18 @@ async def poll(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within_
 
 
 @slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_dtype_flag_reaches_the_model(dtype: str) -> None:
+    choice = _model_choice(_parser().parse_args(["run", "x.mp4", "--model", "tiny", "--dtype", dtype]))
+    assert choice == ModelChoice("tiny", None, "cpu", dtype)
+    factory, described = load_tracker_factory(choice)
+    assert f"on cpu in {dtype}" in described
+    tracker = factory()
+    assert next(tracker._model.model.parameters()).dtype == getattr(torch, dtype)
+    tracker.add_concept(Concept("person"))
+    assert tracker.step(np.zeros((48, 64, 3), np.uint8), 0).frame_index == 0
+
+
 def test_bad_inputs_end_with_one_clear_line(tmp_path: Path) -> None:
     line = one_line_error(streamer("run", "ftp://camera/1", "--prompt", "person", "--model", "tiny"))
     assert "unsupported" in line
