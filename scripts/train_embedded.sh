@@ -50,3 +50,9 @@ stage embedded7 --init runs/embedded6/last.pt --prompts 4 --lr 2e-4 --detector-s
     --tracker-steps 0 --eval-every 1200
 stage embedded7b --init runs/embedded7/last.pt --detector-steps 0 --tracker-steps 100 \
     --clip-frames 16 --export runs/embedded7b/embedded.safetensors
+# 8. the detector again at 4e-4 on a 2,800-step schedule, then a tracker refit on 16-frame clips
+stage embedded8 --init runs/embedded7b/last.pt --prompts 4 --lr 4e-4 --detector-steps 2800 \
+    --tracker-steps 150 --clip-frames 16 --eval-every 2800 \
+    --export runs/embedded8/embedded.safetensors
+stage embedded8b --init runs/embedded8/last.pt --detector-steps 0 --tracker-steps 300 \
+    --clip-frames 16 --export runs/embedded8b/embedded.safetensors
