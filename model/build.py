@@ -93,7 +93,8 @@ def inference_dtype(device: torch.device | str, requested: str = "auto") -> torc
     if device.type == "cuda":
         native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     else:
-        native = device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; absent in old torch
+        native = device.type == "cpu" and amx is not None and amx()
     return torch.bfloat16 if native else torch.float32
 
 

@@ -29,11 +29,11 @@ def predict(
     """
     h, w = image.shape[:2]
     param = next(detector.parameters())
+    device = param.device
     side = image_size
     resized = image if (h, w) == (side, side) else cv2.resize(image, (side, side))
     x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].float()
-    x = (x / 127.5 - 1.0).to(param.device, param.dtype)  # 1 x 3 x S x S
-    device = param.device
+    x = (x / 127.5 - 1.0).to(device, param.dtype)  # 1 x 3 x S x S
     tokens = tokenizer(list(texts))
     was_training = detector.training
     detector.eval()
