@@ -10,7 +10,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -83,10 +85,13 @@ async def chromium(url: str) -> AsyncIterator[DevTools]:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
         pytest.fail("chromium is not installed: run scripts/bootstrap.sh dev (Debian chromium)")
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helpers (renderer, crashpad) outlive a killed parent and may still write to the
+    # profile: they get their own process group, killed as one, and a late write cannot fail the
+    # profile's removal.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = await asyncio.create_subprocess_exec(
             binary, *CHROMIUM_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", url,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -102,7 +107,8 @@ async def chromium(url: str) -> AsyncIterator[DevTools]:
                 async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                     yield DevTools(ws)
         finally:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
 
 
