@@ -28,6 +28,7 @@ import torch
 from scipy.stats import chi2
 
 from model import VideoTracker, build_sam3, inference_dtype
+from model.build import DTYPES
 from model.eval.bind import detect_fn
 from model.eval.runner import Detect, evaluate_clips, evaluate_images
 from model.eval.video_metrics import FrameObjects
@@ -68,7 +69,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", "float32", "bfloat16"],
+        choices=["auto", *DTYPES],
         help="auto: bfloat16 where the device computes it natively (as `streamer --dtype`)",
     )
     return p.parse_args()
