@@ -34,7 +34,15 @@ from model.eval.runner import Detect, evaluate_clips, evaluate_images
 from model.eval.video_metrics import FrameObjects
 from model.sam3 import Sam3
 from model.types import Concept
-from model.world import ClipConfig, ImageConfig, Shape, Split, WorldConfig, clip_sample
+from model.world import (
+    VALIDATION_FIRST_INDEX,
+    ClipConfig,
+    ImageConfig,
+    Shape,
+    Split,
+    WorldConfig,
+    clip_sample,
+)
 
 
 def _default_checkpoint() -> Path:
@@ -117,16 +125,13 @@ def live_fps(model: Sam3, side: int, frames: int) -> tuple[float, float]:
     return (frames - warmup) / elapsed, float(np.mean(live))
 
 
-CALIBRATION_FIRST_INDEX = 10_000_000  # training reads indices from 0 up; these are never seen
-
-
 def calibrate(detect: Detect, images: ImageConfig, count: int, prompts: int) -> None:
     """cgF1 per score threshold on a validation set: training-split phrases and generator, sample
     indices no training run reaches. The best one is a model's operating point."""
     print("| threshold | cgF1 | pmF1 | IL_MCC (P / R) |\n|---|---|---|---|")
     for threshold in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7):
         m = evaluate_images(
-            detect, Split.TRAIN, count, images, prompts, threshold, CALIBRATION_FIRST_INDEX
+            detect, Split.TRAIN, count, images, prompts, threshold, VALIDATION_FIRST_INDEX
         )
         print(
             f"| {threshold:.2f} | {m.cgf1:.1f} | {m.pmf1:.3f} | "

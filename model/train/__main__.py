@@ -7,7 +7,8 @@
 This is the script layer: it owns every file it reads and writes (the resumable training state
 `last.pt`, the log lines on stdout, the exported checkpoint). The library modules it calls are
 pure. Samples are drawn by index from the training split, so a resumed run sees exactly the
-batches an uninterrupted one would have.
+batches an uninterrupted one would have; `--first-sample` moves a run chained with `--init` onto
+images and clips the runs before it never read.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from model.train.train_tracker import (
     tracker_step,
 )
 from model.train.vocab import FOREIGN_WORDS, world_tokenizer
-from model.world import ClipConfig, ImageConfig, Split, WorldConfig, clip_sample
+from model.world import (
+    VALIDATION_FIRST_INDEX,
+    ClipConfig,
+    ImageConfig,
+    Split,
+    WorldConfig,
+    clip_sample,
+)
 
 STATE_FILE = "last.pt"
 
@@ -72,6 +80,13 @@ def _parse() -> argparse.Namespace:
     # one thread: on a shared, oversubscribed CPU, 2 OpenMP threads ran 10x slower (barrier waits)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--first-sample",
+        type=int,
+        default=0,
+        help="index of the first training image and clip (every run reads from there up; a run "
+        "chained with --init reads fresh samples when this is past what earlier runs read)",
+    )
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between saves")
     p.add_argument("--eval-every", type=int, default=250, help="steps between quick evals")
     p.add_argument("--eval-images", type=int, default=48)
@@ -86,13 +101,19 @@ def _parse() -> argparse.Namespace:
 
 
 def _save(
-    path: Path, model: Sam3, optimizer: torch.optim.Optimizer, phase: str, step: int
+    path: Path,
+    model: Sam3,
+    optimizer: torch.optim.Optimizer,
+    phase: str,
+    step: int,
+    first_sample: int,
 ) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "phase": phase,
             "step": step,
+            "first_sample": first_sample,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "tokenizer": model.tokenizer.to_files(),  # so the state also works as --checkpoint
@@ -105,8 +126,9 @@ def _save(
 class _Saver:
     """Writes the resumable state at most every `every` seconds (and when forced)."""
 
-    def __init__(self, path: Path, every: float) -> None:
+    def __init__(self, path: Path, every: float, first_sample: int) -> None:
         self.path, self.every, self.last = path, every, time.monotonic()
+        self.first_sample = first_sample
 
     def __call__(
         self,
@@ -117,7 +139,7 @@ class _Saver:
         force: bool = False,
     ) -> None:
         if force or time.monotonic() - self.last > self.every:
-            _save(self.path, model, optimizer, phase, step)
+            _save(self.path, model, optimizer, phase, step, self.first_sample)
             self.last = time.monotonic()
 
 
@@ -145,7 +167,7 @@ def _detector_phase(
     window_start, window_images = time.monotonic(), 0
     last_step = min(schedule.steps, args.stop_after if args.stop_after is not None else schedule.steps)
     while step < last_step:
-        first = step * schedule.batch_images
+        first = args.first_sample + step * schedule.batch_images
         batch = detection_batch(
             Split.TRAIN,
             range(first, first + schedule.batch_images),
@@ -200,7 +222,8 @@ def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, sa
     device = torch.device(args.device)
     side = model.config.vit.image_size
     world = ClipConfig(world=WorldConfig(height=side, width=side), num_frames=schedule.clip_frames)
-    index = step * schedule.clips_per_step * 2  # clips without objects on frame 0 are skipped
+    # clips without objects on frame 0 are skipped
+    index = args.first_sample + step * schedule.clips_per_step * 2
     while step < schedule.steps:
         clips = []
         while len(clips) < schedule.clips_per_step:
@@ -220,6 +243,18 @@ def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, sa
         save(model, optimizer, "tracker", step, force=step == schedule.steps)
 
 
+def _check_samples(args: argparse.Namespace) -> None:
+    """Training indices must stay below the validation stream (bench.eval --calibrate)."""
+    last_image = args.first_sample + args.detector_steps * args.batch
+    last_clip = args.first_sample + 4 * args.tracker_steps * TrackerSchedule.clips_per_step
+    if args.first_sample < 0 or max(last_image, last_clip) > VALIDATION_FIRST_INDEX:
+        raise SystemExit(
+            f"--first-sample {args.first_sample}: training would read samples up to "
+            f"{max(last_image, last_clip):,}; keep them in [0, {VALIDATION_FIRST_INDEX:,}), "
+            "which validation reads from"
+        )
+
+
 def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
@@ -227,7 +262,8 @@ def main() -> None:
     device = torch.device(args.device)
     config = CONFIGS[args.config]
     args.out.mkdir(parents=True, exist_ok=True)
-    save = _Saver(args.out / STATE_FILE, args.save_every)
+    _check_samples(args)
+    save = _Saver(args.out / STATE_FILE, args.save_every, args.first_sample)
 
     tokenizer = world_tokenizer(config.text.context_length)
     model = Sam3(config, device=device)
@@ -243,6 +279,12 @@ def main() -> None:
         state = torch.load(save.path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         print(f"resumed {save.path}: phase {state['phase']}, step {state['step']}", flush=True)
+        saved_first = int(state.get("first_sample", 0))
+        if saved_first != args.first_sample:
+            raise SystemExit(
+                f"{save.path} was trained with --first-sample {saved_first}, not "
+                f"{args.first_sample}: resume with the same value"
+            )
     phase = state["phase"] if state is not None else "detector"
     if args.export_only:
         if state is None or args.export is None:

@@ -18,9 +18,10 @@ from model.world.concepts import (
 )
 from model.world.images import ImageConfig, PromptedImage, sample_image
 from model.world.scene import Scene, WorldConfig
-from model.world.splits import Split, clip_sample, image_sample
+from model.world.splits import VALIDATION_FIRST_INDEX, Split, clip_sample, image_sample
 
 __all__ = [
+    "VALIDATION_FIRST_INDEX",
     "Attributes",
     "Clip",
     "ClipConfig",

@@ -15,6 +15,10 @@ from model.world.clips import Clip, ClipConfig, sample_clip
 from model.world.concepts import Phrase, held_out_phrases, training_phrases
 from model.world.images import ImageConfig, PromptedImage, sample_image
 
+# Training reads TRAIN indices below this one; validation (operating points, tracker settings)
+# reads from it up, so a chosen threshold is never fitted on images the model was trained on.
+VALIDATION_FIRST_INDEX = 10_000_000
+
 
 class Split(enum.Enum):
     TRAIN = "train"  # training seeds, training phrases

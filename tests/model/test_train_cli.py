@@ -49,3 +49,29 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) ->
     whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
     assert whole.keys() == parts.keys()
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+def test_first_sample_moves_the_data_and_a_resume_must_keep_it(tmp_path: Path) -> None:
+    train("--out", tmp_path / "fresh", "--first-sample", "5000", "--stop-after", "2")
+    assert torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)["first_sample"] == 5000
+    moved = weights(tmp_path / "fresh")
+    train("--out", tmp_path / "base", "--stop-after", "2")
+    base = weights(tmp_path / "base")
+    assert any(not torch.equal(moved[k], base[k]) for k in moved)  # other images, other steps
+
+    result = subprocess.run(
+        [sys.executable, "-m", "model.train", *TINY_RUN, "--out", str(tmp_path / "fresh"),
+         "--resume", "--first-sample", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0 and "--first-sample 5000" in result.stderr
+
+
+def test_training_may_not_reach_the_validation_samples(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "model.train", *TINY_RUN, "--out", str(tmp_path / "run"),
+         "--first-sample", "9999999"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0 and "validation reads from" in result.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
