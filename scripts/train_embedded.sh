@@ -3,10 +3,10 @@
 # from, each started from the one before (`--init`). One command, resumable: a stage that was
 # interrupted continues from its runs/<stage>/last.pt, finished stages are skipped.
 #
-#   bash scripts/train_embedded.sh            # ~8 h on 2 CPU cores; --device cuda on a GPU
+#   bash scripts/train_embedded.sh            # ~12 h on 2 CPU cores; --device cuda on a GPU
 #   bash scripts/train_embedded.sh --device cuda
 #
-# Extra arguments go to every stage. The result is runs/embedded7b/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded10/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -56,3 +56,12 @@ stage embedded8 --init runs/embedded7b/last.pt --prompts 4 --lr 4e-4 --detector-
     --export runs/embedded8/embedded.safetensors
 stage embedded8b --init runs/embedded8/last.pt --detector-steps 0 --tracker-steps 300 \
     --clip-frames 16 --export runs/embedded8b/embedded.safetensors
+# 9. 1,500 more detector steps (not shipped on their own: more false positives in video)
+stage embedded9 --init runs/embedded8b/last.pt --prompts 4 --lr 4e-4 --detector-steps 1500 \
+    --tracker-steps 100 --clip-frames 16 --eval-every 1500 \
+    --export runs/embedded9/embedded.safetensors
+# 10. the first run on images and clips no earlier run read (they all started at index 0):
+#     a longer detector schedule at 3e-4, then a longer tracker refit
+stage embedded10 --init runs/embedded9/last.pt --first-sample 100000 --prompts 4 --lr 3e-4 \
+    --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
+    --export runs/embedded10/embedded.safetensors
