@@ -246,6 +246,7 @@ def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, sa
 def _check_samples(args: argparse.Namespace) -> None:
     """Training indices must stay below the validation stream (bench.eval --calibrate)."""
     last_image = args.first_sample + args.detector_steps * args.batch
+    # the tracker phase allows 2 clip indices per clip (some are skipped); bound it by twice that
     last_clip = args.first_sample + 4 * args.tracker_steps * TrackerSchedule.clips_per_step
     if args.first_sample < 0 or max(last_image, last_clip) > VALIDATION_FIRST_INDEX:
         raise SystemExit(
