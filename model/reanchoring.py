@@ -1,8 +1,9 @@
 """Re-anchoring, the loop's step (`VideoConfig.reanchor_after`; the geometry and pairing are in
 model/reassociation.py, the reasons in docs/video.md, "Re-anchoring").
 
-Each frame, every object a detection matched moves its `Anchor` to that detection's box; an
-object no detection has matched for `reanchor_after` frames is offered the would-be new
+Each frame, every object a detection matched moves its `Anchor` to that detection's box (one
+object per detection, best overlap first); an object no detection has matched for
+`reanchor_after` frames is offered the would-be new
 detections and the confident detections only lost objects overlap, near where it should be now.
 """
 
@@ -16,19 +17,33 @@ from model.association import Association
 from model.box_ops import masks_to_boxes
 from model.config import VideoConfig
 from model.lifecycle import Track
-from model.reassociation import Anchor, reanchor, swallowed_detections
+from model.reassociation import Anchor, pair_greedily, reanchor, swallowed_detections
 
 
 def update_anchors(
-    tracks: Sequence[Track], assoc: Association, det_masks: torch.Tensor, frame: int
+    tracks: Sequence[Track],
+    assoc: Association,
+    det_masks: torch.Tensor,
+    det_groups: torch.Tensor,
+    frame: int,
+    min_iou: float,
 ) -> None:
-    """Each matched object's anchor moves to its best-overlapping detection's box."""
+    """Matched objects' anchors move to their detections' boxes, one object per detection.
+
+    Pairs (IoU >= min_iou, same concept) are taken best first, so when an object's track has
+    slid onto a look-alike that another object's track covers better, the detection confirms
+    only that other object: the slid one keeps its last anchor and motion, and once it has gone
+    unconfirmed for `reanchor_after` frames, `reanchor_lost` offers it the detection where it
+    should be (which would otherwise start a new ID).
+    """
     rows = torch.nonzero(assoc.trk_matched).flatten().tolist()
     if not rows:
         return
-    boxes = masks_to_boxes(det_masks[assoc.ious[:, rows].argmax(0)])
-    for k, i in enumerate(rows):
-        confirm(tracks[i], frame, boxes[k])
+    detections = list(range(int(det_masks.shape[0])))
+    groups = [tracks[i].group for i in rows]
+    pairs = pair_greedily(assoc.ious[:, rows], det_groups, detections, groups, min_iou)
+    for j, d in pairs.items():
+        confirm(tracks[rows[j]], frame, masks_to_boxes(det_masks[d][None])[0])
 
 
 def confirm(track: Track, frame: int, box: torch.Tensor) -> None:

@@ -1,0 +1,54 @@
+"""The loop's re-anchoring step: which objects a frame's detections confirm."""
+
+from __future__ import annotations
+
+import torch
+
+from model.association import AssociationThresholds, associate
+from model.lifecycle import Track
+from model.memory_bank import MemoryBank, MemoryCaps
+from model.reanchoring import update_anchors
+from model.reassociation import Anchor
+
+
+def square(x0: int, y0: int, size: int = 6, grid: int = 32) -> torch.Tensor:
+    mask = torch.zeros(grid, grid, dtype=torch.bool)
+    mask[y0 : y0 + size, x0 : x0 + size] = True
+    return mask
+
+
+def track(object_id: int, x0: float) -> Track:
+    anchor = Anchor(0, torch.tensor([x0, 10.0, x0 + 6, 16.0]), torch.tensor([1.0, 0.0]))
+    return Track(object_id, 0, 0, 0.9, MemoryBank(MemoryCaps()), 0.0, anchor=anchor)
+
+
+def test_a_detection_confirms_only_the_object_it_overlaps_best() -> None:
+    # object 1's track slid onto object 0: both tracks overlap the one detection there, object
+    # 0's better; object 1 itself is detected elsewhere (a would-be new detection)
+    tracks = [track(0, 10), track(1, 20)]
+    trk_masks = torch.stack([square(12, 10), square(13, 10)])
+    det_masks = torch.stack([square(12, 10), square(22, 10)])
+    groups = torch.zeros(2, dtype=torch.long)
+    assoc = associate(
+        det_masks, torch.tensor([0.9, 0.9]), groups, trk_masks, groups, AssociationThresholds()
+    )
+    assert assoc.trk_matched.tolist() == [True, True]  # both match the first detection
+
+    update_anchors(tracks, assoc, det_masks, groups, 2, min_iou=0.5)
+
+    assert tracks[0].anchor is not None and tracks[0].anchor.frame == 2
+    assert tracks[0].anchor.box.tolist() == [12.0, 10.0, 18.0, 16.0]
+    assert tracks[1].anchor is not None and tracks[1].anchor.frame == 0  # kept: not confirmed
+    assert tracks[1].anchor.box.tolist() == [20.0, 10.0, 26.0, 16.0]
+
+
+def test_every_object_with_its_own_detection_is_confirmed() -> None:
+    tracks = [track(0, 10), track(1, 20)]
+    masks = torch.stack([square(12, 10), square(22, 10)])
+    groups = torch.zeros(2, dtype=torch.long)
+    assoc = associate(masks, torch.tensor([0.9, 0.9]), groups, masks, groups, AssociationThresholds())
+
+    update_anchors(tracks, assoc, masks, groups, 2, min_iou=0.5)
+
+    assert [t.anchor.frame for t in tracks if t.anchor is not None] == [2, 2]
+    assert [t.anchor.box[0].item() for t in tracks if t.anchor is not None] == [12.0, 22.0]
