@@ -42,8 +42,11 @@ def update_anchors(
     detections = list(range(int(det_masks.shape[0])))
     groups = [tracks[i].group for i in rows]
     pairs = pair_greedily(assoc.ious[:, rows], det_groups, detections, groups, min_iou)
-    for j, d in pairs.items():
-        confirm(tracks[rows[j]], frame, masks_to_boxes(det_masks[d][None])[0])
+    if not pairs:
+        return
+    boxes = masks_to_boxes(det_masks[list(pairs.values())])  # one call for every pair
+    for (j, _), box in zip(pairs.items(), boxes, strict=True):
+        confirm(tracks[rows[j]], frame, box)
 
 
 def confirm(track: Track, frame: int, box: torch.Tensor) -> None:
