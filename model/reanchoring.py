@@ -52,7 +52,7 @@ def update_anchors(
 def confirm(track: Track, frame: int, box: torch.Tensor) -> None:
     """A detection with xyxy `box` confirmed `track` at `frame`: its anchor moves there."""
     anchor = track.anchor
-    track.anchor = Anchor(frame, box) if anchor is None else anchor.moved_to(frame, box)
+    track.anchor = Anchor(frame, box) if anchor is None else anchor.sighted(frame, box)
 
 
 def reanchor_lost(

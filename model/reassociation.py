@@ -29,6 +29,9 @@ import torch
 from model.box_ops import mask_iou, masks_to_boxes
 
 VELOCITY_SMOOTHING = 0.5  # weight of the previous velocity when a new match updates it
+MERGED_COVER = 0.8  # a merged detection's box holds this much of the expected box ...
+MERGED_SIZE = 3.0  # ... and is at most this many times its size (sqrt of the area)
+MAX_ODD_SIGHTINGS = 3  # sightings of an unlikely size in a row before the anchor takes them
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,21 @@ class Anchor:
     frame: int
     box: torch.Tensor  # (4,)
     velocity: torch.Tensor | None = None  # (2,) mask pixels per frame
+    odd_sightings: int = 0  # consecutive sightings of an unlikely size, carried along instead
+
+    def sighted(self, frame: int, box: torch.Tensor) -> Anchor:
+        """The anchor after a detection with xyxy `box` confirmed the object at `frame`.
+
+        A box more than twice or less than half the expected size is most likely the object
+        merged with a neighbour or partly hidden, so the anchor is carried along at its own
+        motion instead; after `MAX_ODD_SIGHTINGS` such sightings in a row the object has
+        really changed size and the box is taken.
+        """
+        expected = self.expected_box(frame)
+        ratio = float(_size(box[None])[0] / _size(expected[None])[0])
+        if 0.5 <= ratio <= 2.0 or self.odd_sightings >= MAX_ODD_SIGHTINGS:
+            return self.moved_to(frame, box)
+        return Anchor(frame, expected, self.velocity, self.odd_sightings + 1)
 
     def moved_to(self, frame: int, box: torch.Tensor) -> Anchor:
         """The anchor after a detection matched the object again at `frame` with `box`."""
@@ -132,7 +150,9 @@ def reanchor(
     Near: the detection's box centre lies within `reach` object sizes (sqrt of the anchor box's
     area) of the expected box's centre, `reach_per_frame` more for each frame after the first
     since the last match (the object may have turned), and the two boxes' sizes differ by at
-    most a factor of two. Nearest pairs first.
+    most a factor of two. Also near: a detection of the object merged with a neighbour, whose
+    box covers `MERGED_COVER` of the expected box and is at most `MERGED_SIZE` times its size.
+    Nearest pairs first.
     """
     rows = list(anchors)
     if not candidates or not rows:
@@ -147,9 +167,19 @@ def reanchor(
     allowed = reach + reach_per_frame * (since - 1).clamp(min=0)
     ratio = _size(boxes)[:, None] / size
     near = (distance <= allowed) & (ratio >= 0.5) & (ratio <= 2.0)
+    merged = (_covered(expected, boxes) >= MERGED_COVER) & (ratio <= MERGED_SIZE)
+    near |= merged
     closeness = torch.where(near, 1 / (1 + distance), 0.0)  # in (0, 1] when near
     pairs = pair_greedily(closeness, det_groups, candidates, [groups[i] for i in rows], 1e-9)
     return {rows[j]: d for j, d in pairs.items()}
+
+
+def _covered(boxes: torch.Tensor, covers: torch.Tensor) -> torch.Tensor:
+    """(L, 4), (D, 4) xyxy -> (D, L): the fraction of each of `boxes` inside each of `covers`."""
+    top_left = torch.maximum(covers[:, None, :2], boxes[None, :, :2])
+    bottom_right = torch.minimum(covers[:, None, 2:], boxes[None, :, 2:])
+    inside = (bottom_right - top_left).clamp(min=0).prod(-1)
+    return inside / (boxes[:, 2:] - boxes[:, :2]).clamp(min=1).prod(-1)
 
 
 def _centres(boxes: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,18 @@ def test_anchor_learns_the_objects_velocity_and_carries_its_box_along() -> None:
     assert anchor.velocity.tolist() == [1.0, 0.5]
 
 
+def test_a_sighting_of_unlikely_size_carries_the_anchor_along_until_it_persists() -> None:
+    anchor = Anchor(0, box(0, 0)).moved_to(1, box(1, 0))  # 1 px / frame right
+    merged = box(0, 0, size=10)  # the object and a neighbour in one box
+    for frame in (2, 3, 4):
+        anchor = anchor.sighted(frame, merged)
+        assert anchor.box.tolist() == box(frame, 0).tolist()  # where it should be
+        assert anchor.velocity.tolist() == [1.0, 0.0]
+    anchor = anchor.sighted(5, merged)  # the fourth in a row: it really is that large now
+    assert anchor.box.tolist() == merged.tolist()
+    assert anchor.sighted(6, box(0, 0, size=11)).odd_sightings == 0  # a likely size again
+
+
 def test_reanchor_finds_a_moving_object_where_it_should_be_now() -> None:
     dets = torch.stack([square(12, 0)])  # 12 frames later, at 1 px / frame
     still = {0: Anchor(0, box(0, 0))}
@@ -64,10 +76,15 @@ def test_reanchor_reach_grows_with_the_time_since_the_last_match() -> None:
     assert reanchor(still, {0: 0}, 11, far, torch.tensor([0]), [0], 1.0, 0.1) == {0: 0}
 
 
-def test_reanchor_wants_a_similar_size_and_takes_the_nearest() -> None:
+def test_reanchor_wants_a_similar_size_or_a_merge_and_takes_the_nearest() -> None:
     still = {0: Anchor(0, box(8, 8))}
-    big = torch.stack([square(6, 6, size=9)])  # on the spot, but more than twice as large
-    assert reanchor(still, {0: 0}, 1, big, torch.tensor([0]), [0], 1.0, 0.0) == {}
+    args = (torch.tensor([0]), [0], 1.0, 0.0)
+    merged = torch.stack([square(6, 6, size=9)])  # over twice as large, holding the object
+    assert reanchor(still, {0: 0}, 1, merged, *args) == {0: 0}
+    beside = torch.stack([square(10, 10, size=9)])  # as large, holding a corner of it only
+    assert reanchor(still, {0: 0}, 1, beside, *args) == {}
+    huge = torch.stack([square(2, 2, size=14)])  # holding it, but too large to be a merge
+    assert reanchor(still, {0: 0}, 1, huge, *args) == {}
     two = torch.stack([square(11, 8), square(9, 8)])
     assert reanchor(still, {0: 0}, 1, two, torch.tensor([0, 0]), [0, 1], 1.0, 0.0) == {0: 1}
 
