@@ -31,6 +31,7 @@ from model.box_ops import mask_iou, masks_to_boxes
 VELOCITY_SMOOTHING = 0.5  # weight of the previous velocity when a new match updates it
 MERGED_COVER = 0.8  # a merged detection's box holds this much of the expected box ...
 MERGED_SIZE = 3.0  # ... and is at most this many times its size (sqrt of the area)
+ODD_SIZE = 2.0  # a sighting this many times larger or smaller than expected is of an unlikely size
 MAX_ODD_SIGHTINGS = 3  # sightings of an unlikely size in a row before the anchor takes them
 
 
@@ -47,14 +48,14 @@ class Anchor:
     def sighted(self, frame: int, box: torch.Tensor) -> Anchor:
         """The anchor after a detection with xyxy `box` confirmed the object at `frame`.
 
-        A box more than twice or less than half the expected size is most likely the object
+        A box more than `ODD_SIZE` times larger or smaller than expected is most likely the object
         merged with a neighbour or partly hidden, so the anchor is carried along at its own
         motion instead; after `MAX_ODD_SIGHTINGS` such sightings in a row the object has
         really changed size and the box is taken.
         """
         expected = self.expected_box(frame)
         ratio = float(_size(box[None])[0] / _size(expected[None])[0])
-        if 0.5 <= ratio <= 2.0 or self.odd_sightings >= MAX_ODD_SIGHTINGS:
+        if 1 / ODD_SIZE <= ratio <= ODD_SIZE or self.odd_sightings >= MAX_ODD_SIGHTINGS:
             return self.moved_to(frame, box)
         return Anchor(frame, expected, self.velocity, self.odd_sightings + 1)
 
