@@ -10,7 +10,9 @@ Two cases share one greedy matcher:
   keeps an `Anchor`: the box of the detection that last matched it and the smoothed motion of
   that box, so the expected box is the last one carried along at that speed (constant
   velocity, as in SORT); a detection is near when its centre lies within a reach that grows
-  with the time since the last match (the object may have turned meanwhile).
+  with the time since the last match (the object may have turned meanwhile), or when it holds
+  the expected box merged with a neighbour. Confirmations of an unlikely size (a merge, a
+  partial view) carry the anchor along rather than move it, so its motion stays the object's.
   Candidates are the would-be new detections and the confident detections that only a lost
   object's swollen mask overlaps (official association counts those as matched, so they would
   neither start an object nor correct the swollen one).
@@ -31,7 +33,7 @@ from model.box_ops import mask_iou, masks_to_boxes
 VELOCITY_SMOOTHING = 0.5  # weight of the previous velocity when a new match updates it
 MERGED_COVER = 0.8  # a merged detection's box holds this much of the expected box ...
 MERGED_SIZE = 3.0  # ... and is at most this many times its size (sqrt of the area)
-ODD_SIZE = 2.0  # a sighting this many times larger or smaller than expected is of an unlikely size
+LIKELY_SIZE = 2.0  # the object's box is at most this many times larger or smaller than expected
 MAX_ODD_SIGHTINGS = 3  # sightings of an unlikely size in a row before the anchor takes them
 
 
@@ -48,14 +50,14 @@ class Anchor:
     def sighted(self, frame: int, box: torch.Tensor) -> Anchor:
         """The anchor after a detection with xyxy `box` confirmed the object at `frame`.
 
-        A box more than `ODD_SIZE` times larger or smaller than expected is most likely the object
-        merged with a neighbour or partly hidden, so the anchor is carried along at its own
+        A box more than `LIKELY_SIZE` times larger or smaller than expected is most likely the
+        object merged with a neighbour or partly hidden, so the anchor is carried along at its own
         motion instead; after `MAX_ODD_SIGHTINGS` such sightings in a row the object has
         really changed size and the box is taken.
         """
         expected = self.expected_box(frame)
         ratio = float(_size(box[None])[0] / _size(expected[None])[0])
-        if 1 / ODD_SIZE <= ratio <= ODD_SIZE or self.odd_sightings >= MAX_ODD_SIGHTINGS:
+        if 1 / LIKELY_SIZE <= ratio <= LIKELY_SIZE or self.odd_sightings >= MAX_ODD_SIGHTINGS:
             return self.moved_to(frame, box)
         return Anchor(frame, expected, self.velocity, self.odd_sightings + 1)
 
@@ -151,7 +153,7 @@ def reanchor(
     Near: the detection's box centre lies within `reach` object sizes (sqrt of the anchor box's
     area) of the expected box's centre, `reach_per_frame` more for each frame after the first
     since the last match (the object may have turned), and the two boxes' sizes differ by at
-    most a factor of two. Also near: a detection of the object merged with a neighbour, whose
+    most `LIKELY_SIZE`. Also near: a detection of the object merged with a neighbour, whose
     box covers `MERGED_COVER` of the expected box and is at most `MERGED_SIZE` times its size.
     Nearest pairs first.
     """
@@ -167,9 +169,9 @@ def reanchor(
     )
     allowed = reach + reach_per_frame * (since - 1).clamp(min=0)
     ratio = _size(boxes)[:, None] / size
-    near = (distance <= allowed) & (ratio >= 0.5) & (ratio <= 2.0)
+    likely = (ratio >= 1 / LIKELY_SIZE) & (ratio <= LIKELY_SIZE)
     merged = (_covered(expected, boxes) >= MERGED_COVER) & (ratio <= MERGED_SIZE)
-    near |= merged
+    near = ((distance <= allowed) & likely) | merged
     closeness = torch.where(near, 1 / (1 + distance), 0.0)  # in (0, 1] when near
     pairs = pair_greedily(closeness, det_groups, candidates, [groups[i] for i in rows], 1e-9)
     return {rows[j]: d for j, d in pairs.items()}
