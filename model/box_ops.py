@@ -35,11 +35,16 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     )
 
 
-def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU of xyxy boxes: (N, 4) x (M, 4) -> (N, M). Empty unions give IoU 0."""
+def box_intersection(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
+    """Pairwise intersection areas of xyxy boxes: (N, 4) x (M, 4) -> (N, M)."""
     top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])  # N x M x 2
     bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])  # N x M x 2
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)  # N x M
+    return (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+
+
+def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of xyxy boxes: (N, 4) x (M, 4) -> (N, M). Empty unions give IoU 0."""
+    inter = box_intersection(boxes_a, boxes_b)  # N x M
     union = box_area(boxes_a)[:, None] + box_area(boxes_b)[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 

@@ -50,7 +50,8 @@ def update_anchors(
 
 
 def confirm(track: Track, frame: int, box: torch.Tensor) -> None:
-    """A detection with xyxy `box` confirmed `track` at `frame`: its anchor moves there."""
+    """A detection with xyxy `box` confirmed `track` at `frame`: its anchor sees it there
+    (`Anchor.sighted`: moved, or carried along when the box has an unlikely size)."""
     anchor = track.anchor
     track.anchor = Anchor(frame, box) if anchor is None else anchor.sighted(frame, box)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.box_ops import mask_iou, masks_to_boxes
+from model.box_ops import box_area, box_intersection, mask_iou, masks_to_boxes
 
 VELOCITY_SMOOTHING = 0.5  # weight of the previous velocity when a new match updates it
 MERGED_COVER = 0.8  # a merged detection's box holds this much of the expected box ...
@@ -179,10 +179,7 @@ def reanchor(
 
 def _covered(boxes: torch.Tensor, covers: torch.Tensor) -> torch.Tensor:
     """(L, 4), (D, 4) xyxy -> (D, L): the fraction of each of `boxes` inside each of `covers`."""
-    top_left = torch.maximum(covers[:, None, :2], boxes[None, :, :2])
-    bottom_right = torch.minimum(covers[:, None, 2:], boxes[None, :, 2:])
-    inside = (bottom_right - top_left).clamp(min=0).prod(-1)
-    return inside / (boxes[:, 2:] - boxes[:, :2]).clamp(min=1).prod(-1)
+    return box_intersection(covers, boxes) / box_area(boxes).clamp(min=1)
 
 
 def _centres(boxes: torch.Tensor) -> torch.Tensor:
