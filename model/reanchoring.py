@@ -1,10 +1,10 @@
 """Re-anchoring, the loop's step (`VideoConfig.reanchor_after`; the geometry and pairing are in
 model/reassociation.py, the reasons in docs/video.md, "Re-anchoring").
 
-Each frame, every object a detection matched moves its `Anchor` to that detection's box (one
-object per detection, best overlap first); an object no detection has matched for
-`reanchor_after` frames is offered the would-be new
-detections and the confident detections only lost objects overlap, near where it should be now.
+Each frame, every object a detection matched has its `Anchor` see that detection's box (one
+object per detection, best overlap first; `Anchor.sighted`); an object no detection has matched
+for `reanchor_after` frames is offered the would-be new detections and the confident detections
+only lost objects overlap, near where it should be now.
 """
 
 from __future__ import annotations
