@@ -73,6 +73,11 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--aux-repeats", type=int, default=DetectorSchedule.aux_repeats)
     p.add_argument("--foreign-rate", type=float, default=0.1)
     p.add_argument("--tracker-steps", type=int, default=TrackerSchedule.steps)
+    p.add_argument(
+        "--stop-tracker-after",
+        type=int,
+        help="end the tracker phase at this step (the state is saved; continue with --resume)",
+    )
     p.add_argument("--clip-frames", type=int, default=TrackerSchedule.clip_frames)
     p.add_argument("--tracker-lr", type=float, default=TrackerSchedule.lr)
     p.add_argument("--fp32", action="store_true", help="no bfloat16 autocast (it is on by default)")
@@ -107,6 +112,7 @@ def _save(
     phase: str,
     step: int,
     first_sample: int,
+    next_clip: int | None,
 ) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -114,6 +120,7 @@ def _save(
             "phase": phase,
             "step": step,
             "first_sample": first_sample,
+            "next_clip": next_clip,  # the tracker phase's next clip index (it skips empty clips)
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "tokenizer": model.tokenizer.to_files(),  # so the state also works as --checkpoint
@@ -137,9 +144,10 @@ class _Saver:
         phase: str,
         step: int,
         force: bool = False,
+        next_clip: int | None = None,
     ) -> None:
         if force or time.monotonic() - self.last > self.every:
-            _save(self.path, model, optimizer, phase, step, self.first_sample)
+            _save(self.path, model, optimizer, phase, step, self.first_sample, next_clip)
             self.last = time.monotonic()
 
 
@@ -222,9 +230,14 @@ def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, sa
     device = torch.device(args.device)
     side = model.config.vit.image_size
     world = ClipConfig(world=WorldConfig(height=side, width=side), num_frames=schedule.clip_frames)
-    # clips without objects on frame 0 are skipped
+    # clips without objects on frame 0 are skipped, so the next index is saved with the state
+    # (states from before it was saved resume at the bound _check_samples allows)
     index = args.first_sample + step * schedule.clips_per_step * 2
-    while step < schedule.steps:
+    if state is not None and state.get("next_clip") is not None:
+        index = int(state["next_clip"])
+    stop = args.stop_tracker_after
+    last_step = min(schedule.steps, stop if stop is not None else schedule.steps)
+    while step < last_step:
         clips = []
         while len(clips) < schedule.clips_per_step:
             targets = clip_targets(clip_sample(Split.TRAIN, index, world))
@@ -240,7 +253,7 @@ def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, sa
                 f"mask IoU {terms.mean_iou:.3f} lr {optimizer.param_groups[0]['lr']:.2e}",
                 flush=True,
             )
-        save(model, optimizer, "tracker", step, force=step == schedule.steps)
+        save(model, optimizer, "tracker", step, force=step == last_step, next_clip=index)
 
 
 def _check_samples(args: argparse.Namespace) -> None:
@@ -299,6 +312,9 @@ def main() -> None:
         phase, state = "tracker", None
     if phase == "tracker":
         _tracker_phase(args, model, state, save)
+        if args.stop_tracker_after is not None and args.stop_tracker_after < args.tracker_steps:
+            print(f"stopped after tracker step {args.stop_tracker_after}", flush=True)
+            return
         phase = "done"
         save(model, torch.optim.AdamW(model.parameters()), phase, 0, force=True)
     if args.export is not None:

@@ -1,4 +1,5 @@
-"""`python -m model.train` end to end on the tiny config: export, strict load, exact resume."""
+"""`python -m model.train` end to end on the tiny config: export, strict load, exact resume
+(in either phase)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,11 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) ->
     assert "det 2/4" in out and "det 3/4" not in out and "trk" not in out
     assert "stopped after detector step 2" in out
     assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 2
-    out = train("--out", tmp_path / "parts", "--resume")
+    out = train("--out", tmp_path / "parts", "--resume", "--stop-tracker-after", "1")
     assert "resumed" in out and "det 2/4" not in out and "det 3/4" in out
+    assert "trk 1/2" in out and "trk 2/2" not in out and "stopped after tracker step 1" in out
+    out = train("--out", tmp_path / "parts", "--resume")
+    assert "phase tracker, step 1" in out and "trk 1/2" not in out and "trk 2/2" in out
     whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
     assert whole.keys() == parts.keys()
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
