@@ -3,7 +3,7 @@
 # from, each started from the one before (`--init`). One command, resumable: a stage that was
 # interrupted continues from its runs/<stage>/last.pt, finished stages are skipped.
 #
-#   bash scripts/train_embedded.sh            # ~12 h on 2 CPU cores; --device cuda on a GPU
+#   bash scripts/train_embedded.sh            # ~15.5 h on 2 CPU cores; --device cuda on a GPU
 #   bash scripts/train_embedded.sh --device cuda
 #
 # Extra arguments go to every stage. The result is runs/embedded12/embedded.safetensors; copy it
