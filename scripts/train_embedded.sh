@@ -3,10 +3,10 @@
 # from, each started from the one before (`--init`). One command, resumable: a stage that was
 # interrupted continues from its runs/<stage>/last.pt, finished stages are skipped.
 #
-#   bash scripts/train_embedded.sh            # ~15.5 h on 2 CPU cores; --device cuda on a GPU
+#   bash scripts/train_embedded.sh            # ~17 h on 2 CPU cores; --device cuda on a GPU
 #   bash scripts/train_embedded.sh --device cuda
 #
-# Extra arguments go to every stage. The result is runs/embedded12/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded13/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -74,3 +74,7 @@ stage embedded11 --init runs/embedded10/last.pt --first-sample 200000 --prompts 
 stage embedded12 --init runs/embedded11/last.pt --first-sample 300000 --prompts 4 --lr 2e-4 \
     --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
     --export runs/embedded12/embedded.safetensors
+# 13. the same on images from index 400,000
+stage embedded13 --init runs/embedded12/last.pt --first-sample 400000 --prompts 4 --lr 2e-4 \
+    --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
+    --export runs/embedded13/embedded.safetensors
