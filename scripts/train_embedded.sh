@@ -60,21 +60,20 @@ stage embedded8b --init runs/embedded8/last.pt --detector-steps 0 --tracker-step
 stage embedded9 --init runs/embedded8b/last.pt --prompts 4 --lr 4e-4 --detector-steps 1500 \
     --tracker-steps 100 --clip-frames 16 --eval-every 1500 \
     --export runs/embedded9/embedded.safetensors
-# 10. the first run on images and clips no earlier run read (they all started at index 0):
-#     a longer detector schedule at 3e-4, then a longer tracker refit
-stage embedded10 --init runs/embedded9/last.pt --first-sample 100000 --prompts 4 --lr 3e-4 \
-    --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
-    --export runs/embedded10/embedded.safetensors
-# 11. the same on images from index 200,000, on a 4,000-step schedule (the original run took
-#     470 steps of a 6,000-step and 480 of a 5,000-step schedule before it was shortened)
-stage embedded11 --init runs/embedded10/last.pt --first-sample 200000 --prompts 4 --lr 3e-4 \
-    --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
-    --export runs/embedded11/embedded.safetensors
-# 12. the same on images from index 300,000 at 2e-4
-stage embedded12 --init runs/embedded11/last.pt --first-sample 300000 --prompts 4 --lr 2e-4 \
-    --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
-    --export runs/embedded12/embedded.safetensors
-# 13. the same on images from index 400,000
-stage embedded13 --init runs/embedded12/last.pt --first-sample 400000 --prompts 4 --lr 2e-4 \
-    --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
-    --export runs/embedded13/embedded.safetensors
+# From embedded10 on, each run reads images and clips no earlier run read: 4,000 detector
+# steps on a fresh cosine from sample index $3 at rate $4, then 400 tracker steps on 16-frame
+# clips.
+fresh() {
+    local name=$1 from=$2 first_sample=$3 lr=$4
+    stage "$name" --init "runs/$from/last.pt" --first-sample "$first_sample" --prompts 4 \
+        --lr "$lr" --detector-steps 4000 --tracker-steps 400 --clip-frames 16 --eval-every 1000 \
+        --export "runs/$name/embedded.safetensors"
+}
+# 10. the first such run (all earlier ones started at index 0), a longer tracker refit
+fresh embedded10 embedded9 100000 3e-4
+# 11. the original run took 470 steps of a 6,000-step and 480 of a 5,000-step schedule before
+#     it was shortened to 4,000
+fresh embedded11 embedded10 200000 3e-4
+# 12.-13. at 2e-4
+fresh embedded12 embedded11 300000 2e-4
+fresh embedded13 embedded12 400000 2e-4
