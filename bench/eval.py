@@ -3,6 +3,7 @@
     python -m bench.eval                                   # the shipped embedded model
     python -m bench.eval --checkpoint runs/embedded/embedded.safetensors --images 200 --clips 24
     python -m bench.eval --calibrate    # the cgF1-best threshold on unseen TRAIN-split images
+    python -m bench.eval --validate --clips 48   # video rows on unseen TRAIN-split clips
 
 Images (SAM 3 paper metrics, at the model's own detection threshold,
 `VideoConfig.score_threshold_detection`, 0.5 for SAM 3): cgF1 = 100 x pmF1 x IL_MCC on held-out seeds
@@ -11,6 +12,11 @@ Video, through the live `VideoTracker` (no look-ahead): ID switches per 1,000 ob
 fragmentations and fragmented tracks, presence true/false positives per frame, mask IoU and
 recall of tracked objects, on held-out clips with occlusions; and frames per second with five
 live objects of one concept at the model's native resolution.
+
+`--calibrate` and `--validate` measure on the validation set instead: training-split phrases and
+generator at sample indices no training run reaches (`VALIDATION_FIRST_INDEX`). Choices made
+while developing (thresholds, tracker rules, which run ships) are made there, so the held-out
+table stays a test.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from scipy.stats import chi2
 from model import VideoTracker, build_sam3, inference_dtype
 from model.build import DTYPES
 from model.eval.bind import detect_fn
-from model.eval.runner import Detect, evaluate_clips, evaluate_images
+from model.eval.runner import Detect, Track, evaluate_clips, evaluate_images
 from model.eval.video_metrics import FrameObjects
 from model.sam3 import Sam3
 from model.types import Concept
@@ -72,6 +78,11 @@ def _parse() -> argparse.Namespace:
         action="store_true",
         help="sweep score thresholds on training-split images never used in training, print them",
     )
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="print only the video rows, on training-split clips never used in training",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -83,7 +94,7 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def tracker_fn(model: Sam3) -> object:
+def tracker_fn(model: Sam3) -> Track:
     """A `Track` callable: a fresh VideoTracker per run, one text concept, every published object."""
 
     def track(frames: Iterable[np.ndarray], text: str) -> Iterator[FrameObjects]:
@@ -146,50 +157,13 @@ def switches_upper_bound(switches: int, object_frames: int) -> float:
     return 1000.0 * float(chi2.ppf(0.95, 2 * switches + 2)) / 2 / max(object_frames, 1)
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def main() -> None:
-    args = _parse()
-    torch.set_num_threads(args.threads)
-    checkpoint = args.checkpoint or _default_checkpoint()
-    dtype = inference_dtype(args.device, args.dtype)
-    model = build_sam3(args.model, checkpoint, device=args.device, dtype=dtype).eval()
-    side = model.config.vit.image_size
-    world = WorldConfig(height=side, width=side)
-    images = ImageConfig(world=world)
-    detect = detect_fn(model.detector, model.tokenizer, side)
-    if args.calibrate:
-        calibrate(detect, images, args.images, args.prompts)
-        return
-    threshold = args.threshold or model.config.video.score_threshold_detection
-    rows: list[tuple[str, str]] = [("image score threshold", f"{threshold:.2f}")]
-    for split in (Split.HELD_OUT_SEEDS, Split.HELD_OUT_PHRASES):
-        m = evaluate_images(detect, split, args.images, images, args.prompts, threshold)
-        rows += [
-            (f"{split.value}: cgF1", f"{m.cgf1:.1f}"),
-            (f"{split.value}: pmF1 (IoU 0.5:0.95) / pmF1@0.5", f"{m.pmf1:.3f} / {m.pmf1_50:.3f}"),
-            (
-                f"{split.value}: IL_MCC (P / R)",
-                f"{m.il_mcc:.3f} ({m.il_precision:.2f} / {m.il_recall:.2f})",
-            ),
-            (f"{split.value}: image-phrase pairs (+ / -)", f"{m.positives} / {m.negatives}"),
-        ]
-    clips = evaluate_clips(
-        tracker_fn(model),
-        Split.HELD_OUT_SEEDS,
-        args.clips,
-        ClipConfig(world=world, num_frames=args.frames),
-    )
+def video_rows(
+    track: Track, split: Split, count: int, config: ClipConfig, first_index: int = 0
+) -> list[tuple[str, str]]:
+    """The video rows of the table: `count` clips of `split`, each tracked twice."""
+    clips = evaluate_clips(track, split, count, config, first_index)
     pos, neg = clips.positive, clips.negative
-    rows += [
+    return [
         ("video: object-frames (GT tracks)", f"{pos.object_frames} ({pos.gt_tracks})"),
         (
             "video: ID switches per 1,000 object-frames",
@@ -212,6 +186,52 @@ def main() -> None:
         ),
         ("video: fps over evaluation clips", f"{clips.fps:.1f}"),
     ]
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    args = _parse()
+    torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or _default_checkpoint()
+    dtype = inference_dtype(args.device, args.dtype)
+    model = build_sam3(args.model, checkpoint, device=args.device, dtype=dtype).eval()
+    side = model.config.vit.image_size
+    world = WorldConfig(height=side, width=side)
+    images = ImageConfig(world=world)
+    detect = detect_fn(model.detector, model.tokenizer, side)
+    clips_config = ClipConfig(world=world, num_frames=args.frames)
+    if args.calibrate:
+        calibrate(detect, images, args.images, args.prompts)
+        return
+    if args.validate:
+        rows = video_rows(
+            tracker_fn(model), Split.TRAIN, args.clips, clips_config, VALIDATION_FIRST_INDEX
+        )
+        _print_table(rows)
+        return
+    threshold = args.threshold or model.config.video.score_threshold_detection
+    rows: list[tuple[str, str]] = [("image score threshold", f"{threshold:.2f}")]
+    for split in (Split.HELD_OUT_SEEDS, Split.HELD_OUT_PHRASES):
+        m = evaluate_images(detect, split, args.images, images, args.prompts, threshold)
+        rows += [
+            (f"{split.value}: cgF1", f"{m.cgf1:.1f}"),
+            (f"{split.value}: pmF1 (IoU 0.5:0.95) / pmF1@0.5", f"{m.pmf1:.3f} / {m.pmf1_50:.3f}"),
+            (
+                f"{split.value}: IL_MCC (P / R)",
+                f"{m.il_mcc:.3f} ({m.il_precision:.2f} / {m.il_recall:.2f})",
+            ),
+            (f"{split.value}: image-phrase pairs (+ / -)", f"{m.positives} / {m.negatives}"),
+        ]
+    rows += video_rows(tracker_fn(model), Split.HELD_OUT_SEEDS, args.clips, clips_config)
     fps, live = live_fps(model, side, args.fps_frames)
     rows.append(
         (f"live fps, 5 objects of one concept ({live:.1f} tracked on average)", f"{fps:.1f}")
@@ -222,6 +242,10 @@ def main() -> None:
         f"\n{checkpoint.name} ({model.config.name}, {sum(p.numel() for p in model.parameters()):,} params) "
         f"on {args.device} x{args.threads} threads, {str(dtype).removeprefix('torch.')}, {side}x{side}; commit {_commit()}, {stamp}\n"
     )
+    _print_table(rows)
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     print(f"| {'metric'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
     for k, v in rows:
