@@ -83,8 +83,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 def inference_dtype(device: torch.device | str, requested: str = "auto") -> torch.dtype:
     """The dtype to run on `device`: `requested` ("float32", "bfloat16"), or for "auto" bfloat16
     where the hardware computes it natively (CUDA with bf16 support, as the official tracker runs;
-    a CPU with AMX tiles, where oneDNN's bf16 kernels beat float32) and float32 elsewhere (a CPU
-    without them emulates bf16, slower than float32)."""
+    a CPU with AMX tiles or AVX512-BF16, where oneDNN's bf16 kernels beat float32) and float32
+    elsewhere (a CPU without them emulates bf16, slower than float32)."""
     if requested != "auto":
         if requested not in DTYPES:
             raise ValueError(f"unknown dtype {requested!r}; known: auto, {', '.join(DTYPES)}")
@@ -93,8 +93,10 @@ def inference_dtype(device: torch.device | str, requested: str = "auto") -> torc
     if device.type == "cuda":
         native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     else:
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; absent in old torch
-        native = device.type == "cpu" and amx is not None and amx()
+        native = device.type == "cpu" and any(
+            getattr(torch.cpu, probe, lambda: False)()  # private; absent in old torch
+            for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        )
     return torch.bfloat16 if native else torch.float32
 
 

@@ -345,7 +345,7 @@ def _parser() -> argparse.ArgumentParser:
             "--dtype",
             default="auto",
             choices=["auto", "float32", "bfloat16"],
-            help="auto (default): bfloat16 where the device computes it natively (CUDA; CPUs with AMX), else float32",
+            help="auto (default): bfloat16 where the device computes it natively (CUDA; CPUs with AMX or AVX512-BF16), else float32",
         )
 
     def api_flags(p: argparse.ArgumentParser, port: int) -> None:

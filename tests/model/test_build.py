@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -91,9 +92,11 @@ def test_inference_dtype_is_bfloat16_only_where_native(monkeypatch: pytest.Monke
     assert inference_dtype("cuda", "bfloat16") == torch.bfloat16  # explicit: no hardware check
     with pytest.raises(ValueError, match="unknown dtype 'half'"):
         inference_dtype("cpu", "half")
-    for amx in (True, False):
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
-        assert inference_dtype("cpu") == (torch.bfloat16 if amx else torch.float32)
+    for amx, avx512_bf16 in itertools.product((True, False), repeat=2):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        native = amx or avx512_bf16
+        assert inference_dtype("cpu") == (torch.bfloat16 if native else torch.float32)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert inference_dtype("cuda") == torch.float32
 
