@@ -212,11 +212,16 @@ def main() -> None:
     if args.calibrate:
         calibrate(detect, images, args.images, args.prompts)
         return
+    stamp = datetime.date.today().isoformat()
+    title = (
+        f"{checkpoint.name} ({model.config.name}, {sum(p.numel() for p in model.parameters()):,} params) "
+        f"on {args.device} x{args.threads} threads, {str(dtype).removeprefix('torch.')}, {side}x{side}; commit {_commit()}, {stamp}"
+    )
     if args.validate:
         rows = video_rows(
             tracker_fn(model), Split.TRAIN, args.clips, clips_config, VALIDATION_FIRST_INDEX
         )
-        _print_table(rows)
+        _print_table(f"{title}; validation clips", rows)
         return
     threshold = args.threshold or model.config.video.score_threshold_detection
     rows: list[tuple[str, str]] = [("image score threshold", f"{threshold:.2f}")]
@@ -236,16 +241,11 @@ def main() -> None:
     rows.append(
         (f"live fps, 5 objects of one concept ({live:.1f} tracked on average)", f"{fps:.1f}")
     )
-
-    stamp = datetime.date.today().isoformat()
-    print(
-        f"\n{checkpoint.name} ({model.config.name}, {sum(p.numel() for p in model.parameters()):,} params) "
-        f"on {args.device} x{args.threads} threads, {str(dtype).removeprefix('torch.')}, {side}x{side}; commit {_commit()}, {stamp}\n"
-    )
-    _print_table(rows)
+    _print_table(title, rows)
 
 
-def _print_table(rows: list[tuple[str, str]]) -> None:
+def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(f"\n{title}\n")
     width = max(len(k) for k, _ in rows)
     print(f"| {'metric'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
     for k, v in rows:
