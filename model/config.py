@@ -178,6 +178,10 @@ class VideoConfig:
     hotstart_delay: int = 15
     hotstart_unmatch_thresh: int = 8  # ... after this many unmatched frames
     hotstart_dup_thresh: int = 8  # ... or this many frames sharing a detection with an older object
+    # ours, 0 = off (official): an unmatched frame does not count while at least this fraction of
+    # the object's last visible mask lies under other objects of its concept (it is hidden behind
+    # or swallowed by a look-alike, which says nothing about it being a false positive)
+    hotstart_hidden_cover: float = 0.0
     confirm_delay: int = 0  # frames before a new object is published (0: at once, as tentative)
     # periodic re-conditioning from confident detections
     recondition_every_nth_frame: int = 16  # 0 = off
@@ -346,6 +350,9 @@ def _embedded() -> Sam3Config:
             # its detector misses real objects for frames at a time: 8 unmatched frames of 15
             # removed them as false positives, and they came back under new IDs
             hotstart_unmatch_thresh=10,
+            # a small ring swallowed by a touching look-alike's track was removed as a false
+            # positive and came back under a new ID (docs/embedded-model.md, Tracking)
+            hotstart_hidden_cover=0.5,
         ),
     )
 

@@ -48,6 +48,23 @@ def occlusion_suppression(
     return suppress_i.any(1) | suppress_j.any(0)
 
 
+def hidden_by_lookalikes(
+    last_masks: torch.Tensor, masks: torch.Tensor, groups: torch.Tensor, cover: float
+) -> torch.Tensor:
+    """Which objects lie under objects of their own concept: (N,) bool.
+
+    `last_masks` (N, H, W) bool are each object's last visible masks (empty: never seen),
+    `masks` (N, H, W) bool this frame's. An object is hidden when at least `cover` of its last
+    visible mask is covered by the union of the other same-group objects' masks this frame.
+    """
+    n = int(masks.shape[0])
+    others = _same_group(groups) & ~torch.eye(n, dtype=torch.bool, device=masks.device)
+    covered = (others.float() @ masks.flatten(1).float()) > 0  # N x HW: under some look-alike
+    last = last_masks.flatten(1)
+    area = last.sum(1)
+    return (area > 0) & ((last & covered).sum(1) >= cover * area)
+
+
 def pixelwise_owner(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Per pixel, whether each object has the highest score of its group: (N, H, W) -> (N, H, W) bool.
 

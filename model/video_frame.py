@@ -32,6 +32,7 @@ from model.lifecycle import Lifecycle, Track
 from model.mask_rules import (
     NO_OBJECT_LOGIT,
     fill_holes,
+    hidden_by_lookalikes,
     occlusion_suppression,
     suppress_shrunk,
 )
@@ -151,11 +152,17 @@ def run_frame(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
         )
         ids = [tr.object_id for tr in propagated]
+        unmatched = assoc.trk_unmatched.clone()
+        unmatched[list(regained)] = False
+        if cfg.hotstart_hidden_cover > 0 and propagated:  # under a look-alike: not a false positive
+            none = torch.zeros_like(trk_bin[0])
+            last = torch.stack([none if tr.last_mask is None else tr.last_mask for tr in propagated])
+            unmatched &= ~hidden_by_lookalikes(last, trk_bin, groups, cfg.hotstart_hidden_cover)
         hot = update_hotstart(
             life.windows,
             {oid: tr.first_frame for oid, tr in st.tracks.items()},
             t,
-            [ids[i] for i in torch.nonzero(assoc.trk_unmatched).flatten().tolist() if i not in regained],
+            [ids[i] for i in torch.nonzero(unmatched).flatten().tolist()],
             [[ids[i] for i in trks] for trks in assoc.det_to_trks],
             HotStartRule(cfg.hotstart_delay, cfg.hotstart_unmatch_thresh, cfg.hotstart_dup_thresh),
         )

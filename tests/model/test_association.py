@@ -18,6 +18,7 @@ from model.association import (
 from model.mask_rules import (
     NEVER_OCCLUDED,
     fill_holes,
+    hidden_by_lookalikes,
     object_non_overlap,
     occlusion_suppression,
     suppress_shrunk,
@@ -206,6 +207,24 @@ def test_occlusion_suppression_picks_most_recently_occluded() -> None:
     assert not occlusion_suppression(masks, torch.tensor([4, 4, 1]), groups, 0.7).any()
     # other concept: no suppression
     assert not occlusion_suppression(masks, last, torch.tensor([0, 1, 0]), 0.7).any()
+
+
+def test_hidden_by_lookalikes_needs_cover_by_other_objects_of_the_concept() -> None:
+    empty = torch.zeros(16, 16, dtype=torch.bool)
+    # object 0 was seen at (2..6); now its own mask is gone and object 1 has swelled over it;
+    # object 2 was never seen; object 1 covers itself, which does not count
+    last = stack(box_mask(2, 2, 6, 6), box_mask(0, 0, 8, 8), empty)
+    now = stack(empty, box_mask(0, 0, 8, 8), empty)
+    groups = torch.zeros(3, dtype=torch.long)
+    assert hidden_by_lookalikes(last, now, groups, 0.5).tolist() == [True, False, False]
+    # an object of another concept hides nothing
+    assert not hidden_by_lookalikes(last, now, torch.tensor([0, 1, 0]), 0.5).any()
+    # half covered: hidden at cover 0.5, not at 0.6
+    last = stack(box_mask(4, 0, 12, 8), empty)
+    now = stack(empty, box_mask(0, 0, 8, 8))
+    two = torch.zeros(2, dtype=torch.long)
+    assert hidden_by_lookalikes(last, now, two, 0.5).tolist() == [True, False]
+    assert hidden_by_lookalikes(last, now, two, 0.6).tolist() == [False, False]
 
 
 def test_suppress_shrunk_removes_whole_objects_only() -> None:
