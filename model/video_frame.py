@@ -154,7 +154,7 @@ def run_frame(
         ids = [tr.object_id for tr in propagated]
         unmatched = assoc.trk_unmatched.clone()
         unmatched[list(regained)] = False
-        if cfg.hotstart_hidden_cover > 0 and propagated:  # under a look-alike: not a false positive
+        if cfg.hotstart_hidden_cover > 0 and life.windows and propagated:  # under a look-alike
             none = torch.zeros_like(trk_bin[0])
             last = torch.stack([none if tr.last_mask is None else tr.last_mask for tr in propagated])
             unmatched &= ~hidden_by_lookalikes(last, trk_bin, groups, cfg.hotstart_hidden_cover)
