@@ -36,6 +36,7 @@ from scipy.stats import chi2
 from model import VideoTracker, build_sam3, inference_dtype
 from model.build import DTYPES
 from model.eval.bind import detect_fn
+from model.eval.image_metrics import IOU_THRESHOLDS
 from model.eval.runner import Detect, Track, evaluate_clips, evaluate_images
 from model.eval.video_metrics import FrameObjects
 from model.sam3 import Sam3
@@ -227,9 +228,14 @@ def main() -> None:
     rows: list[tuple[str, str]] = [("image score threshold", f"{threshold:.2f}")]
     for split in (Split.HELD_OUT_SEEDS, Split.HELD_OUT_PHRASES):
         m = evaluate_images(detect, split, args.images, images, args.prompts, threshold)
+        by_iou = dict(zip(IOU_THRESHOLDS.tolist(), m.pmf1_by_iou, strict=True))
         rows += [
             (f"{split.value}: cgF1", f"{m.cgf1:.1f}"),
             (f"{split.value}: pmF1 (IoU 0.5:0.95) / pmF1@0.5", f"{m.pmf1:.3f} / {m.pmf1_50:.3f}"),
+            (
+                f"{split.value}: pmF1 at IoU 0.75 / 0.85 / 0.9 / 0.95",
+                " / ".join(f"{by_iou[t]:.3f}" for t in (0.75, 0.85, 0.9, 0.95)),
+            ),
             (
                 f"{split.value}: IL_MCC (P / R)",
                 f"{m.il_mcc:.3f} ({m.il_precision:.2f} / {m.il_recall:.2f})",

@@ -74,6 +74,7 @@ class ImageMetrics:
     pmf1: float  # mean over IoU thresholds
     il_mcc: float
     pmf1_50: float  # at IoU 0.5
+    pmf1_by_iou: tuple[float, ...]  # at each of IOU_THRESHOLDS: where the mean is lost
     il_precision: float
     il_recall: float
     positives: int  # datapoints with ground truth
@@ -112,6 +113,7 @@ def summarize(outcomes: Sequence[PairOutcome]) -> ImageMetrics:
         pmf1=pmf1,
         il_mcc=il_mcc,
         pmf1_50=float(f1[0]),
+        pmf1_by_iou=tuple(float(v) for v in f1),
         il_precision=il_tp / max(il_tp + il_fp, 1),
         il_recall=il_tp / max(il_tp + il_fn, 1),
         positives=il_tp + il_fn,

@@ -55,6 +55,7 @@ def test_localisation_quality_is_averaged_over_iou_thresholds() -> None:
     assert outcome.tp.tolist() == [1] + [0] * (len(IOU_THRESHOLDS) - 1)
     m = summarize([outcome, evaluate_pair(EMPTY, EMPTY)])
     assert m.pmf1_50 == pytest.approx(1.0)
+    assert m.pmf1_by_iou == pytest.approx([1.0] + [0.0] * (len(IOU_THRESHOLDS) - 1))
     assert m.pmf1 == pytest.approx(0.1)
     assert m.cgf1 == pytest.approx(10.0)
 
