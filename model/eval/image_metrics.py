@@ -73,12 +73,16 @@ class ImageMetrics:
     cgf1: float
     pmf1: float  # mean over IoU thresholds
     il_mcc: float
-    pmf1_50: float  # at IoU 0.5
     pmf1_by_iou: tuple[float, ...]  # at each of IOU_THRESHOLDS: where the mean is lost
     il_precision: float
     il_recall: float
     positives: int  # datapoints with ground truth
     negatives: int
+
+    @property
+    def pmf1_50(self) -> float:
+        """pmF1 at IoU 0.5, the first threshold."""
+        return self.pmf1_by_iou[0]
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -112,7 +116,6 @@ def summarize(outcomes: Sequence[PairOutcome]) -> ImageMetrics:
         cgf1=100.0 * pmf1 * il_mcc,
         pmf1=pmf1,
         il_mcc=il_mcc,
-        pmf1_50=float(f1[0]),
         pmf1_by_iou=tuple(float(v) for v in f1),
         il_precision=il_tp / max(il_tp + il_fp, 1),
         il_recall=il_tp / max(il_tp + il_fn, 1),
