@@ -71,13 +71,17 @@ class ImageMetrics:
     """Summary over datapoints; F1 values in [0, 1], cgF1 in [0, 100]."""
 
     cgf1: float
-    pmf1: float  # mean over IoU thresholds
     il_mcc: float
     pmf1_by_iou: tuple[float, ...]  # at each of IOU_THRESHOLDS: where the mean is lost
     il_precision: float
     il_recall: float
     positives: int  # datapoints with ground truth
     negatives: int
+
+    @property
+    def pmf1(self) -> float:
+        """pmF1 averaged over the IoU thresholds."""
+        return sum(self.pmf1_by_iou) / len(self.pmf1_by_iou)
 
     @property
     def pmf1_50(self) -> float:
@@ -114,7 +118,6 @@ def summarize(outcomes: Sequence[PairOutcome]) -> ImageMetrics:
     pmf1 = float(f1.mean())
     return ImageMetrics(
         cgf1=100.0 * pmf1 * il_mcc,
-        pmf1=pmf1,
         il_mcc=il_mcc,
         pmf1_by_iou=tuple(float(v) for v in f1),
         il_precision=il_tp / max(il_tp + il_fp, 1),
