@@ -1,6 +1,7 @@
 """Time per frame of the online loop against the number of tracked objects, and against HF.
 
     python -m bench.video [--objects 1 4 16 64] [--frames 10] [--device cpu]
+    python -m bench.video --config sam3 --objects 10 --device cuda --dtype bfloat16   # ours only
 
 Both sides run the tiny config with the same random weights (the parity test's `build_pair`) on
 the same frames. Detections are scripted (n squares on the mask grid, all spawned on frame 0) so
@@ -8,8 +9,12 @@ the object count is exact; everything after the detector head runs for real: bac
 propagation, association, memory encoding, output masks at the input size. HF runs
 `Sam3VideoModel` in streaming mode (one `model(inference_session=..., frame=...)` call per frame,
 plus `postprocess_outputs`). Timings exclude frame 0 (spawning) and a warm-up frame; CUDA is
-synchronised before each clock read. The full `sam3` config is not run here on CPU: one 1008 px
-frame takes tens of seconds there (reference §0), so a sweep would take hours.
+synchronised before each clock read. The full `sam3` config is not run against HF on CPU: one
+1008 px frame takes tens of seconds there (reference §0), so a sweep would take hours.
+
+`--config NAME` (any other config) times ours alone, whole: that config's packaged weights, else
+random ones, on 1280 x 720 frames, the real detector run on every frame for its cost and its
+output then replaced by the n scripted squares so the object count is exact.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from model.build import build_sam3
+from model.config import VideoConfig
+from model.frame_model import FrameDetections
+from model.sam3_frame_model import Sam3FrameModel
 from model.types import Concept
 from model.video import VideoTracker
-from tests.model import test_parity_video as parity
 
 
 def squares(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,13 +53,54 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class RealCostSquares(Sam3FrameModel):
+    """The real detector runs (its cost is counted); its output is swapped for n squares."""
+
+    def __init__(self, model: object, n: int) -> None:
+        super().__init__(model)
+        self.n = n
+
+    def detect(self, features: object, concepts: Sequence[object]) -> list[FrameDetections]:
+        real = super().detect(features, concepts)
+        scores, logits = squares(self.n, self.mask_size)
+        p = real[0].mask_logits
+        return [FrameDetections(scores.to(p), logits.to(p), torch.zeros(self.n, 4).to(p))]
+
+
+def run_ours(config: str, n: int, frames: int, device: torch.device, dtype: torch.dtype) -> float:
+    """ms per frame of the whole loop at `config` size with n objects (random weights)."""
+    torch.manual_seed(0)
+    tracker = VideoTracker(
+        RealCostSquares(build_sam3(config, device=device, dtype=dtype).eval(), n),
+        VideoConfig(det_nms_thresh=0.0, fill_hole_area=0),
+    )
+    tracker.add_concept(Concept(text="object"))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(frames + 2)]
+    total = 0.0
+    with torch.inference_mode():
+        for t, image in enumerate(images):
+            sync(device)
+            start = time.perf_counter()
+            tracker.step(image, pts=t)
+            sync(device)
+            if t >= 2:  # frame 0 spawns, frame 1 warms up
+                total += time.perf_counter() - start
+    return 1e3 * total / frames
+
+
 def run(n: int, frames: int, device: torch.device) -> tuple[float, float]:
+    from tests.model import test_parity_video as parity
+
+    # what the parity test's fixture patches: no torchvision here; the official mask-prompt path
+    parity.processing_sam3_video.masks_to_boxes = parity.masks_to_boxes
+    parity.tracker_video.Sam3TrackerVideoModel._use_mask_as_output = parity.official_mask_as_output
     hf, ours = parity.build_pair()
     hf.to(device), ours.to(device)
     scores, logits = squares(n, parity.M)
     parity.scripted = lambda t: (scores, logits)  # the same n detections on every frame
     frame_model = parity.ScriptedDetector(ours)
-    tracker = VideoTracker(frame_model, parity.VideoConfig(det_nms_thresh=0.0, fill_hole_area=0))
+    tracker = VideoTracker(frame_model, VideoConfig(det_nms_thresh=0.0, fill_hole_area=0))
     tracker.add_concept(Concept(text="object"))
     session = parity.Sam3VideoInferenceSession(
         video_height=parity.HEIGHT, video_width=parity.WIDTH, dtype=torch.float32,
@@ -87,18 +137,28 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", default="tiny", help="tiny: ours and HF; any other: ours only")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    # what the parity test's fixture patches: no torchvision here; the official mask-prompt path
-    parity.processing_sam3_video.masks_to_boxes = parity.masks_to_boxes
-    parity.tracker_video.Sam3TrackerVideoModel._use_mask_as_output = parity.official_mask_as_output
     device = torch.device(args.device)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"# bench/video.py  config=tiny  device={device}  dtype=float32  threads={args.threads}  commit={commit}"
+        f"# bench/video.py  config={args.config}  device={device} ({name})  dtype={args.dtype}  "
+        f"threads={args.threads}  torch={torch.__version__}  commit={commit}"
     )
+    if args.config != "tiny":
+        print("| objects | ours ms/frame | frames/s |")
+        print("|---:|---:|---:|")
+        for n in args.objects:
+            ms = run_ours(args.config, n, args.frames, device, getattr(torch, args.dtype))
+            print(f"| {n} | {ms:.1f} | {1e3 / ms:.1f} |", flush=True)
+        return
+    if args.dtype != "float32":
+        raise SystemExit("the HF comparison runs in float32 (parity weights)")
     print("| objects | ours ms/frame | HF Sam3VideoModel ms/frame | HF / ours |")
     print("|---:|---:|---:|---:|")
     for n in args.objects:

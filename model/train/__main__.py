@@ -17,17 +17,19 @@ import argparse
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from model.build import build_sam3
 from model.checkpoint import save_native
 from model.config import CONFIGS
 from model.eval.bind import detect_fn
 from model.eval.runner import evaluate_images
 from model.sam3 import Sam3
 from model.tokenizer import TokenBatch, Tokenizer
-from model.train.data import detection_batch
+from model.train.data import DetectionBatch, DetectionStream
 from model.train.train_detector import DetectorSchedule, detector_step, make_optimizer
 from model.train.train_tracker import (
     ClipTargets,
@@ -56,11 +58,17 @@ def _parse() -> argparse.Namespace:
     p.add_argument(
         "--init",
         type=Path,
-        help="start from the weights of this state file (e.g. an earlier run's last.pt), "
-        "with fresh schedules: longer training after a run has finished",
+        help="start from these weights (an earlier run's last.pt, or an exported .safetensors "
+        "such as the shipped model), with fresh schedules: longer training after a run",
     )
     p.add_argument("--config", default="embedded", choices=sorted(CONFIGS))
     p.add_argument("--detector-steps", type=int, default=DetectorSchedule.steps)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="size the detector phase to end in about this many minutes from start-up, from "
+        "the speed of its first steps (at most --detector-steps; the count is printed)",
+    )
     p.add_argument(
         "--stop-after",
         type=int,
@@ -84,6 +92,13 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     # one thread: on a shared, oversubscribed CPU, 2 OpenMP threads ran 10x slower (barrier waits)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes that render training images ahead of the model (0: the training "
+        "process renders them; on a GPU, one core cannot keep up)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--first-sample",
@@ -151,6 +166,32 @@ class _Saver:
             self.last = time.monotonic()
 
 
+class _Sizing:
+    """Sets a run's step count from its own speed, so it ends in about `minutes` (--minutes).
+
+    Steps SKIP..STEPS are timed (the first ones carry one-off costs: worker start-up, CUDA
+    kernels being chosen); STEPS lies inside the learning-rate warm-up, which does not depend on
+    the step count, so fixing the count there changes no step already taken.
+    """
+
+    SKIP, STEPS = 10, 40
+    RESERVE = 0.05  # of the budget, kept for the final evaluation, save and export
+
+    def __init__(self, minutes: float, started: float) -> None:
+        self.deadline = started + 60 * minutes * (1 - self.RESERVE)
+        self.t_skip = 0.0
+
+    def after_step(self, step: int) -> int | None:
+        """The total step count once `step` == STEPS, else None."""
+        if step == self.SKIP:
+            self.t_skip = time.monotonic()
+        if step != self.STEPS:
+            return None
+        now = time.monotonic()
+        per_step = (now - self.t_skip) / (self.STEPS - self.SKIP)
+        return self.STEPS + max(int((self.deadline - now) / per_step), 0)
+
+
 def _detector_phase(
     args: argparse.Namespace, model: Sam3, tokenizer: Tokenizer, state: dict | None, save: _Saver
 ) -> None:
@@ -173,22 +214,39 @@ def _detector_phase(
     side = model.config.vit.image_size
     image_config = ImageConfig(world=WorldConfig(height=side, width=side))
     window_start, window_images = time.monotonic(), 0
-    last_step = min(schedule.steps, args.stop_after if args.stop_after is not None else schedule.steps)
-    while step < last_step:
-        first = args.first_sample + step * schedule.batch_images
-        batch = detection_batch(
-            Split.TRAIN,
-            range(first, first + schedule.batch_images),
-            image_config,
-            schedule.prompts_per_image,
-            args.foreign_rate,
-            FOREIGN_WORDS,
-        ).to(device)
+    last_step = min(
+        schedule.steps, args.stop_after if args.stop_after is not None else schedule.steps
+    )
+    stream = DetectionStream(
+        Split.TRAIN,
+        args.first_sample,
+        schedule.batch_images,
+        image_config,
+        schedule.prompts_per_image,
+        args.foreign_rate,
+        tuple(FOREIGN_WORDS),
+    )
+    sizing = _Sizing(args.minutes, args.started) if args.minutes is not None else None
+    if sizing is not None and step > 0:
+        raise SystemExit("--minutes sizes a fresh run; resume with the --detector-steps it printed")
+
+    def batches() -> Iterator[DetectionBatch]:
+        # lazily: with --minutes, the second range is read after the sizing steps have set it
+        end = min(_Sizing.STEPS, last_step) if sizing is not None else last_step
+        yield from stream.batches(range(step, end), args.workers)
+        yield from stream.batches(range(max(step, end), last_step), args.workers)
+
+    for cpu_batch in batches():
+        batch = cpu_batch.to(device)
         tokens = tokenizer(list(batch.texts))
         tokens = TokenBatch(tokens.ids.to(device), tokens.padding_mask.to(device))
         terms = detector_step(model.detector, optimizer, batch, tokens, schedule, step)
         step += 1
         window_images += schedule.batch_images
+        if sizing is not None and (sized := sizing.after_step(step)) is not None:
+            schedule = dataclasses.replace(schedule, steps=min(schedule.steps, sized))
+            last_step = min(last_step, schedule.steps)
+            print(f"--minutes {args.minutes:g}: {schedule.steps} detector steps", flush=True)
         if step % args.log_every == 0:
             rate = window_images / (time.monotonic() - window_start)
             window_start, window_images = time.monotonic(), 0
@@ -271,6 +329,7 @@ def _check_samples(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = _parse()
+    args.started = time.monotonic()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -286,9 +345,13 @@ def main() -> None:
     print(f"config {config.name}: {n_params:,} parameters on {device}", flush=True)
     state = None
     if args.init is not None and not (args.resume and save.path.exists()):
-        init = torch.load(args.init, map_location=device, weights_only=True)
-        model.load_state_dict(init["model"])
-        print(f"initialised from {args.init} ({init['phase']} step {init['step']})", flush=True)
+        if args.init.suffix == ".safetensors":  # an exported checkpoint, through the real loader
+            model.load_state_dict(build_sam3(config, checkpoint=args.init).state_dict())
+            print(f"initialised from {args.init}", flush=True)
+        else:
+            init = torch.load(args.init, map_location=device, weights_only=True)
+            model.load_state_dict(init["model"])
+            print(f"initialised from {args.init} ({init['phase']} step {init['step']})", flush=True)
     if args.resume and save.path.exists():
         state = torch.load(save.path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])

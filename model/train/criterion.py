@@ -16,13 +16,13 @@ import torch
 from model.train.losses import (
     LossTerms,
     LossWeights,
-    PromptTargets,
     mask_losses,
     presence_loss,
     score_and_box_losses,
     semantic_loss,
 )
-from model.train.matcher import hungarian_match
+from model.train.matcher import match_layers
+from model.train.targets import PromptTargets, TargetBatch
 
 
 @dataclass(frozen=True)
@@ -56,34 +56,34 @@ class DetectionPredictions:
 
 def detection_loss(
     pred: DetectionPredictions,
-    targets: Sequence[PromptTargets],
+    targets: Sequence[PromptTargets] | TargetBatch,
     weights: LossWeights,
     aux_repeats: int = 1,
 ) -> LossTerms:
     """Sum of the weighted terms over layers; logged values are the final layer's, unweighted."""
-    num_instances = float(max(sum(len(t) for t in targets), 1))
+    batch = targets if isinstance(targets, TargetBatch) else TargetBatch.of(targets)
+    num_instances = float(max(batch.num_instances, 1))
     layers = pred.scores.shape[0]
+    repeats = [aux_repeats] * (layers - 1) + [1]  # the final layer stays one-to-one
+    matchings = match_layers(pred.scores, pred.boxes, batch, weights, repeats)
     total = pred.scores.new_zeros(())
-    for layer in range(layers):
-        final = layer == layers - 1
+    for layer, (matching, k) in enumerate(zip(matchings, repeats, strict=True)):
         scores, boxes = pred.scores[layer], pred.boxes[layer]
-        repeats = 1 if final else aux_repeats
-        matching = hungarian_match(scores, boxes, targets, weights, repeats)
         score, l1, giou = score_and_box_losses(
-            scores, boxes, targets, matching, weights, num_instances * repeats
+            scores, boxes, batch, matching, weights, num_instances * k
         )
-        presence = presence_loss(pred.presence[layer], targets)
+        presence = presence_loss(pred.presence[layer], batch)
         layer_total = (
             weights.score * score
             + weights.box_l1 * l1
             + weights.box_giou * giou
             + weights.presence * presence
         )
-        if not final:
+        if layer < layers - 1:
             total = total + weights.aux * layer_total
             continue
-        focal, dice = mask_losses(pred.masks, targets, matching, weights, num_instances)
-        semantic = semantic_loss(pred.semantic, targets) if pred.semantic is not None else focal * 0
+        focal, dice = mask_losses(pred.masks, batch, matching, num_instances)
+        semantic = semantic_loss(pred.semantic, batch) if pred.semantic is not None else focal * 0
         total = total + layer_total + weights.mask_focal * focal + weights.mask_dice * dice
         total = total + weights.semantic * semantic
         terms = (score, l1, giou, focal, dice, presence, semantic)

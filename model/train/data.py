@@ -6,13 +6,13 @@ is about, so the image backbone runs once per image however many prompts it has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from model.train.losses import PromptTargets
+from model.train.targets import PromptTargets
 from model.world import ImageConfig, Scene, Split, image_sample
 
 
@@ -86,3 +86,44 @@ def detection_batch(
         image_index=torch.tensor(image_index, dtype=torch.int64),
         targets=tuple(targets),
     )
+
+
+@dataclass(frozen=True)
+class DetectionStream(torch.utils.data.Dataset):
+    """The detection batches of a run, by step: item `s` holds images `first + s * batch` onward.
+
+    A map-style dataset so that a `DataLoader` can build batches in worker processes (a GPU
+    trains faster than one core renders) while every step still sees exactly its own images.
+    """
+
+    split: Split
+    first_sample: int
+    batch_images: int
+    config: ImageConfig
+    prompts_per_image: int
+    foreign_rate: float
+    foreign_words: tuple[str, ...]
+
+    def __getitem__(self, step: int) -> DetectionBatch:
+        first = self.first_sample + step * self.batch_images
+        return detection_batch(
+            self.split,
+            range(first, first + self.batch_images),
+            self.config,
+            self.prompts_per_image,
+            self.foreign_rate,
+            self.foreign_words,
+        )
+
+    def batches(self, steps: range, workers: int = 0) -> Iterator[DetectionBatch]:
+        """The batches of `steps` in order, rendered by `workers` processes (0: in this one)."""
+        if workers == 0:
+            return (self[s] for s in steps)
+        loader = torch.utils.data.DataLoader(
+            self,
+            batch_size=None,  # items are whole batches already
+            sampler=steps,
+            num_workers=workers,
+            prefetch_factor=4,  # bounded: at most workers x 4 batches wait in memory
+        )
+        return iter(loader)

@@ -11,25 +11,24 @@ the detection probability is sigmoid(score) x sigmoid(presence).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from model.box_ops import box_area, cxcywh_to_xyxy
+from model.train.targets import Matching, TargetBatch
 
 
 def generalized_box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
-    """Pairwise GIoU of xyxy boxes: (N, 4) x (M, 4) -> (N, M), in [-1, 1]."""
-    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])  # N x M x 2
-    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)  # N x M
-    union = box_area(boxes_a)[:, None] + box_area(boxes_b)[None, :] - inter
+    """Pairwise GIoU of xyxy boxes: (..., N, 4) x (..., M, 4) -> (..., N, M), in [-1, 1]."""
+    a, b = boxes_a[..., :, None, :], boxes_b[..., None, :, :]  # ... x N x 1 x 4, ... x 1 x M x 4
+    inter = torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])
+    inter = inter.clamp(min=0).prod(dim=-1)  # ... x N x M
+    union = box_area(boxes_a)[..., :, None] + box_area(boxes_b)[..., None, :] - inter
     iou = inter / union.clamp(min=1e-7)
-    hull_tl = torch.minimum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    hull_br = torch.maximum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    hull = (hull_br - hull_tl).clamp(min=0).prod(dim=-1)
+    hull = torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])
+    hull = hull.clamp(min=0).prod(dim=-1)
     return iou - (hull - union) / hull.clamp(min=1e-7)
 
 
@@ -72,33 +71,6 @@ class LossWeights:
 
 
 @dataclass(frozen=True)
-class PromptTargets:
-    """Ground truth of one (image, prompt) pair: G instances (G may be 0).
-
-    boxes (G, 4) normalised cxcywh; masks (G, H, W) float {0, 1} at the image resolution.
-    """
-
-    boxes: torch.Tensor
-    masks: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-
-@dataclass(frozen=True)
-class Matching:
-    """Per pair, matched query indices and the target index of each: lists of (K_i,) int64."""
-
-    queries: tuple[torch.Tensor, ...]
-    targets: tuple[torch.Tensor, ...]
-
-    def flat(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pair index, query index, target index) of every match, each (K,) int64."""
-        pair = torch.cat([torch.full_like(q, i) for i, q in enumerate(self.queries)])
-        return pair, torch.cat(self.queries), torch.cat(self.targets)
-
-
-@dataclass(frozen=True)
 class LossTerms:
     """Unweighted loss terms (for logging) and the weighted total (for backward)."""
 
@@ -115,7 +87,7 @@ class LossTerms:
 def score_and_box_losses(
     scores: torch.Tensor,
     boxes: torch.Tensor,
-    targets: Sequence[PromptTargets],
+    targets: TargetBatch,
     matching: Matching,
     weights: LossWeights,
     num_instances: float,
@@ -125,36 +97,32 @@ def score_and_box_losses(
     The score loss covers every query of the pairs that have instances, normalised by the
     number of instances; pairs without instances are left to the presence loss.
     """
-    pair, query, target = matching.flat()
     labels = torch.zeros_like(scores)
-    labels[pair, query] = 1.0
-    positive_pairs = torch.tensor([len(t) > 0 for t in targets], device=scores.device)
+    labels[matching.pair, matching.query] = 1.0
     focal = sigmoid_focal_loss(scores, labels, weights.focal_alpha, weights.focal_gamma)
-    score_loss = (focal * positive_pairs[:, None]).sum() / num_instances
-    if len(pair) == 0:
+    score_loss = (focal * targets.present()[:, None]).sum() / num_instances
+    if len(matching) == 0:
         zero = boxes.sum() * 0
         return score_loss, zero, zero
-    pred = boxes[pair, query]  # K x 4
-    gt = torch.cat([targets[int(p)].boxes[t : t + 1] for p, t in zip(pair, target, strict=True)])
+    pred = boxes[matching.pair, matching.query]  # K x 4
+    gt = targets.boxes[matching.instance]
     l1 = F.l1_loss(pred, gt, reduction="sum") / num_instances
-    giou = torch.diag(generalized_box_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(gt)))
+    giou = generalized_box_iou(cxcywh_to_xyxy(pred)[:, None], cxcywh_to_xyxy(gt)[:, None])
     return score_loss, l1, (1 - giou).sum() / num_instances
 
 
 def mask_losses(
     mask_logits: torch.Tensor,
-    targets: Sequence[PromptTargets],
+    targets: TargetBatch,
     matching: Matching,
-    weights: LossWeights,
     num_instances: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """mask_logits (P, Q, h, w) -> (focal, dice) on matched queries, upsampled to the target size."""
-    pair, query, target = matching.flat()
-    if len(pair) == 0:
+    if len(matching) == 0:
         zero = mask_logits.sum() * 0
         return zero, zero
-    gt = torch.cat([targets[int(p)].masks[t : t + 1] for p, t in zip(pair, target, strict=True)])
-    pred = mask_logits[pair, query]  # K x h x w
+    gt = targets.masks[matching.instance]  # K x H x W
+    pred = mask_logits[matching.pair, matching.query]  # K x h x w
     pred = F.interpolate(pred[:, None], size=gt.shape[-2:], mode="bilinear", align_corners=False)
     pred, gt = pred.flatten(1), gt.flatten(1)  # K x HW
     focal = sigmoid_focal_loss(pred, gt, alpha=-1, gamma=2.0).mean(1).sum() / num_instances
@@ -162,21 +130,16 @@ def mask_losses(
     return focal, dice
 
 
-def presence_loss(presence_logits: torch.Tensor, targets: Sequence[PromptTargets]) -> torch.Tensor:
+def presence_loss(presence_logits: torch.Tensor, targets: TargetBatch) -> torch.Tensor:
     """presence_logits (P,) -> mean binary cross-entropy against "has any instance"."""
-    present = torch.tensor([float(len(t) > 0) for t in targets], device=presence_logits.device)
-    return F.binary_cross_entropy_with_logits(presence_logits, present)
+    return F.binary_cross_entropy_with_logits(presence_logits, targets.present())
 
 
-def semantic_loss(semantic_logits: torch.Tensor, targets: Sequence[PromptTargets]) -> torch.Tensor:
+def semantic_loss(semantic_logits: torch.Tensor, targets: TargetBatch) -> torch.Tensor:
     """semantic_logits (P, 1, h, w) -> BCE + dice against the union of each pair's instances."""
-    size = targets[0].masks.shape[-2:]
-    union = torch.stack(
-        [
-            t.masks.amax(0) if len(t) else torch.zeros(size, device=semantic_logits.device)
-            for t in targets
-        ]
-    )  # P x H x W
+    size = targets.mask_size
+    union = targets.masks.new_zeros((len(targets), *size))  # P x H x W
+    union.index_add_(0, targets.owner, targets.masks).clamp_(max=1.0)  # sums of {0, 1}: exact
     pred = F.interpolate(semantic_logits, size=size, mode="bilinear", align_corners=False)[:, 0]
     bce = F.binary_cross_entropy_with_logits(pred, union)
     return bce + dice_loss(pred.flatten(1), union.flatten(1)).mean()

@@ -19,11 +19,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from model.box_ops import cxcywh_to_xyxy
-from model.train.losses import LossWeights, Matching, PromptTargets, generalized_box_iou
+from model.train.losses import LossWeights, generalized_box_iou
+from model.train.targets import Matching, PromptTargets, TargetBatch
 
 
 def _focal_cost(scores: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
-    """(Q,) logits -> (Q,) cost of labelling each query positive (lower = more confident)."""
+    """(..., Q) logits -> (..., Q) cost of labelling each query positive (lower = more confident)."""
     p = scores.sigmoid()
     a = alpha if alpha >= 0 else 0.5
     positive = a * (1 - p) ** gamma * -(p + 1e-8).log()
@@ -32,6 +33,83 @@ def _focal_cost(scores: torch.Tensor, alpha: float, gamma: float) -> torch.Tenso
 
 
 @torch.no_grad()
+def match_costs(
+    scores: torch.Tensor, boxes: torch.Tensor, targets: TargetBatch, weights: LossWeights
+) -> torch.Tensor:
+    """scores (..., P, Q), boxes (..., P, Q, 4) -> (..., P, Q, G_max) assignment costs.
+
+    Column g of pair i is instance g of that pair; columns past its count are padding.
+    """
+    gt = targets.padded_boxes()  # P x G x 4
+    boxes = boxes.float()
+    gt = gt.expand(*boxes.shape[:-2], *gt.shape[-2:])
+    return (
+        weights.score
+        * _focal_cost(scores.float(), weights.focal_alpha, weights.focal_gamma)[..., None]
+        + weights.box_l1 * torch.cdist(boxes, gt, p=1)
+        - weights.box_giou * generalized_box_iou(cxcywh_to_xyxy(boxes), cxcywh_to_xyxy(gt))
+    )
+
+
+def _assign(cost: np.ndarray, counts: Sequence[int], repeats: int) -> tuple[np.ndarray, ...]:
+    """One layer's (P, Q, G_max) costs -> flat (pair, query, target-within-pair) of its matches.
+
+    With repeats = k every instance is offered k times (column j is instance j % G).
+    """
+    pairs, queries, instances = [], [], []
+    for i, g in enumerate(counts):
+        if g == 0:
+            continue
+        block = np.nan_to_num(np.tile(cost[i, :, :g], (1, repeats)), nan=1e6)
+        rows, cols = linear_sum_assignment(block)
+        pairs.append(np.full(len(rows), i))
+        queries.append(rows)
+        instances.append(cols % g)
+    if not pairs:
+        return (np.zeros(0, np.int64),) * 3
+    return tuple(np.concatenate(a).astype(np.int64) for a in (pairs, queries, instances))
+
+
+def match_layers(
+    scores: torch.Tensor,
+    boxes: torch.Tensor,
+    targets: TargetBatch,
+    weights: LossWeights,
+    repeats: Sequence[int],
+) -> list[Matching]:
+    """scores (L, P, Q) logits, boxes (L, P, Q, 4) cxcywh -> each layer's matching.
+
+    The costs of every layer and pair come to the CPU in one transfer (on a GPU, one sync per
+    batch rather than one per pair); `repeats[l]` is layer l's one-to-many factor.
+    """
+    layers, pairs = scores.shape[:2]
+    if pairs != len(targets):
+        raise ValueError(f"{pairs} predictions but {len(targets)} targets")
+    if len(repeats) != layers:
+        raise ValueError(f"{len(repeats)} repeat factors for {layers} layers")
+    cost = match_costs(scores, boxes, targets, weights).cpu().numpy()
+    first = np.cumsum((0, *targets.counts[:-1]))  # flat index of each pair's first instance
+    device = scores.device
+    matchings = []
+    for layer, k in enumerate(repeats):
+        pair, query, within = _assign(cost[layer], targets.counts, k)
+        flat = np.stack([pair, query, first[pair] + within]) if len(pair) else np.zeros((3, 0))
+        pair_t, query_t, instance_t = torch.as_tensor(flat, dtype=torch.int64).to(device)
+        matchings.append(Matching(pair_t, query_t, instance_t))
+    return matchings
+
+
+def hungarian_match(
+    scores: torch.Tensor,
+    boxes: torch.Tensor,
+    targets: TargetBatch,
+    weights: LossWeights,
+    repeats: int = 1,
+) -> Matching:
+    """scores (P, Q) logits, boxes (P, Q, 4) cxcywh -> the matching of every pair."""
+    return match_layers(scores[None], boxes[None], targets, weights, [repeats])[0]
+
+
 def match_pair(
     scores: torch.Tensor,
     boxes: torch.Tensor,
@@ -39,41 +117,9 @@ def match_pair(
     weights: LossWeights,
     repeats: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """scores (Q,), boxes (Q, 4) -> matched (query indices, target indices), each (K,) int64.
+    """One pair: scores (Q,), boxes (Q, 4) -> matched (query indices, target indices), each (K,).
 
     K = min(Q, G * repeats); with repeats > 1 a target index appears up to `repeats` times.
     """
-    device = scores.device
-    g = len(target)
-    if g == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
-        return empty, empty
-    cost = (
-        weights.score
-        * _focal_cost(scores.float(), weights.focal_alpha, weights.focal_gamma)[:, None]
-        + weights.box_l1 * torch.cdist(boxes.float(), target.boxes.float(), p=1)
-        - weights.box_giou
-        * generalized_box_iou(cxcywh_to_xyxy(boxes.float()), cxcywh_to_xyxy(target.boxes.float()))
-    )  # Q x G
-    cost = cost.repeat(1, repeats)  # Q x (G * repeats): column j is target j % G
-    rows, cols = linear_sum_assignment(np.nan_to_num(cost.cpu().numpy(), nan=1e6))
-    return (
-        torch.as_tensor(rows, dtype=torch.int64, device=device),
-        torch.as_tensor(cols % g, dtype=torch.int64, device=device),
-    )
-
-
-def hungarian_match(
-    scores: torch.Tensor,
-    boxes: torch.Tensor,
-    targets: Sequence[PromptTargets],
-    weights: LossWeights,
-    repeats: int = 1,
-) -> Matching:
-    """scores (P, Q) logits, boxes (P, Q, 4) cxcywh -> the matching of every pair."""
-    if scores.shape[0] != len(targets):
-        raise ValueError(f"{scores.shape[0]} predictions but {len(targets)} targets")
-    matches = [
-        match_pair(scores[i], boxes[i], targets[i], weights, repeats) for i in range(len(targets))
-    ]
-    return Matching(queries=tuple(q for q, _ in matches), targets=tuple(t for _, t in matches))
+    m = hungarian_match(scores[None], boxes[None], TargetBatch.of([target]), weights, repeats)
+    return m.query, m.instance

@@ -9,15 +9,15 @@ import torch.nn.functional as F
 from model.config import CONFIGS
 from model.sam3 import Sam3
 from model.train.criterion import DetectionPredictions, detection_loss
-from model.train.data import detection_batch
+from model.train.data import DetectionStream, detection_batch
 from model.train.losses import (
     LossWeights,
-    PromptTargets,
     dice_loss,
     generalized_box_iou,
     sigmoid_focal_loss,
 )
 from model.train.matcher import hungarian_match, match_pair
+from model.train.targets import PromptTargets, TargetBatch
 from model.train.train_detector import DetectorSchedule, detector_step, lr_factor, make_optimizer
 from model.train.train_tracker import (
     TrackerSchedule,
@@ -71,7 +71,7 @@ def test_matching_recovers_the_assignment() -> None:
     empty = _targets([])
     assert len(match_pair(scores, boxes, empty, W)[0]) == 0
     with pytest.raises(ValueError):
-        hungarian_match(scores[None], boxes[None], [target, empty], W)
+        hungarian_match(scores[None], boxes[None], TargetBatch.of([target, empty]), W)
 
 
 def _predictions(
@@ -148,6 +148,20 @@ def test_world_vocabulary_and_foreign_prompts() -> None:
         if t.split()[0] in FOREIGN_WORDS
     )
     assert float(batch.images.min()) >= -1.0 and float(batch.images.max()) <= 1.0
+
+
+def test_detection_stream_renders_the_same_batches_in_worker_processes() -> None:
+    stream = DetectionStream(Split.TRAIN, 100, 2, ImageConfig(), 2, 0.5, tuple(FOREIGN_WORDS))
+    here = list(stream.batches(range(1, 4)))
+    there = list(stream.batches(range(1, 4), workers=2))
+    assert len(here) == len(there) == 3
+    assert torch.equal(here[0].images, detection_batch(
+        Split.TRAIN, range(102, 104), ImageConfig(), 2, 0.5, FOREIGN_WORDS).images)  # fmt: skip
+    for a, b in zip(here, there, strict=True):
+        assert a.texts == b.texts and torch.equal(a.images, b.images)
+        assert torch.equal(a.image_index, b.image_index)
+        for x, y in zip(a.targets, b.targets, strict=True):
+            assert torch.equal(x.boxes, y.boxes) and torch.equal(x.masks, y.masks)
 
 
 def test_detector_step_updates_weights_and_lowers_the_loss() -> None:

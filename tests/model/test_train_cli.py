@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,9 @@ def test_a_run_exports_a_checkpoint_that_loads_strictly(tmp_path: Path) -> None:
     assert "det 4/4" in out and "trk 2/2" in out and "exported" in out
     model = build_sam3("tiny", tmp_path / "tiny.safetensors")
     assert model.load_report is not None
-    assert model.tokenizer.encode("red circle") == build_sam3("tiny", tmp_path / "run" / "last.pt").tokenizer.encode("red circle")
+    assert model.tokenizer.encode("red circle") == build_sam3(
+        "tiny", tmp_path / "run" / "last.pt"
+    ).tokenizer.encode("red circle")
 
 
 def test_a_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) -> None:
@@ -53,6 +56,28 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) ->
     whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
     assert whole.keys() == parts.keys()
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+def test_worker_processes_train_the_same_weights_and_init_takes_an_export(tmp_path: Path) -> None:
+    train("--out", tmp_path / "here", "--stop-after", "2")
+    train("--out", tmp_path / "there", "--stop-after", "2", "--workers", "2")
+    here, there = weights(tmp_path / "here"), weights(tmp_path / "there")
+    assert all(torch.equal(here[k], there[k]) for k in here)
+
+    train("--out", tmp_path / "run", "--tracker-steps", "0", "--export", tmp_path / "a.safetensors")
+    out = train(
+        "--out", tmp_path / "more", "--init", tmp_path / "a.safetensors", "--stop-after", "1"
+    )
+    assert f"initialised from {tmp_path / 'a.safetensors'}" in out and "det 1/4" in out
+
+
+def test_minutes_sizes_the_run_from_its_own_speed(tmp_path: Path) -> None:
+    out = train("--out", tmp_path / "run", "--minutes", "0.2", "--detector-steps", "100000",
+                "--tracker-steps", "0")  # fmt: skip
+    sized = re.search(r"--minutes 0.2: (\d+) detector steps", out)
+    assert sized is not None and 40 <= int(sized[1]) < 100000
+    assert f"det {sized[1]}/{sized[1]}" in out and f"det 41/{sized[1]}" in out
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["phase"] == "done"
 
 
 def test_first_sample_moves_the_data_and_a_resume_must_keep_it(tmp_path: Path) -> None:
