@@ -29,6 +29,7 @@ from dataclasses import replace
 
 import torch
 
+from bench import sdpa
 from model.config import CONFIGS, Sam3Config
 from model.detector import Detector
 from model.geometry import GeometryPrompt
@@ -275,7 +276,9 @@ def main() -> None:
     parser.add_argument(
         "--no-hf", action="store_true", help="time ours only (e.g. full size on a GPU)"
     )
+    sdpa.add_option(parser)
     args = parser.parse_args()
+    sdpa.restrict(args.sdpa)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -286,6 +289,7 @@ def main() -> None:
         f"config={cfg.name} device={device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
         + f" dtype={args.dtype} threads={torch.get_num_threads()} torch={torch.__version__} commit={commit()}"
+        + f" sdpa={args.sdpa or 'default'}"
     )
 
     if args.no_hf:

@@ -34,6 +34,15 @@ def user_prompt(prompt: UserPrompt, size: tuple[int, int], image_size: int) -> O
     )
 
 
+def to_host(x: torch.Tensor) -> torch.Tensor:
+    """A device tensor copied to the host through page-locked memory (reused by PyTorch's host
+    cache): a plain `.cpu()` of a frame's 720p masks ran at ~0.2 GB/s on an H100 machine."""
+    if x.device.type != "cuda":
+        return x.cpu()
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    return host.copy_(x)
+
+
 def publish(
     life: Lifecycle,
     size: tuple[int, int],
@@ -70,7 +79,7 @@ def publish(
     nonempty = [k for k in range(len(chosen)) if bool(masks[k].any())]
     chosen, masks = [chosen[k] for k in nonempty], masks[nonempty]
     boxes = masks_to_boxes(masks).tolist()
-    host = masks.cpu().numpy()
+    host = to_host(masks).numpy()
     objects, started = [], []
     for row, k in enumerate(chosen):
         track = owners[k]
