@@ -3,10 +3,10 @@
 # from, each started from the one before (`--init`). One command, resumable: a stage that was
 # interrupted continues from its runs/<stage>/last.pt, finished stages are skipped.
 #
-#   bash scripts/train_embedded.sh            # ~19 h on 2 CPU cores; --device cuda on a GPU
-#   bash scripts/train_embedded.sh --device cuda
+#   bash scripts/train_embedded.sh            # ~23 h on 2 CPU cores
+#   bash scripts/train_embedded.sh --device cuda --workers 12   # on a GPU (stages 17-19: 16 min on an H100)
 #
-# Extra arguments go to every stage. The result is runs/embedded16/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded19/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -84,3 +84,13 @@ fresh embedded15 embedded13 600000 1e-4
 stage embedded16 --init runs/embedded15/last.pt --first-sample 700000 --prompts 4 --lr 2e-4 \
     --detector-steps 4000 --tracker-steps 0 --eval-every 1000 \
     --export runs/embedded16/embedded.safetensors
+# 17.-19. on an H100, batch 64 (4x the earlier runs), from ever later indices at falling rates.
+#     embedded17's call ran out of time at step 1,323 of a 1,430-step schedule: that state is what
+#     embedded18 started from (its rate there was 2.3e-5, near the cosine's floor).
+stage embedded17 --init runs/embedded16/last.pt --first-sample 800000 --batch 64 --prompts 4 \
+    --lr 3e-4 --detector-steps 1430 --stop-after 1323 --tracker-steps 0 --eval-every 1000
+stage embedded18 --init runs/embedded17/last.pt --first-sample 900000 --batch 64 --prompts 4 \
+    --lr 2e-4 --detector-steps 1323 --tracker-steps 0 --eval-every 100000
+stage embedded19 --init runs/embedded18/last.pt --first-sample 1000000 --batch 64 --prompts 4 \
+    --lr 1.5e-4 --detector-steps 707 --tracker-steps 0 --eval-every 100000 \
+    --export runs/embedded19/embedded.safetensors
