@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -70,25 +70,34 @@ class RealCostSquares(Sam3FrameModel):
         return [FrameDetections(*(x.to(real[0].mask_logits.dtype) for x in self.squares))]
 
 
+def timed(device: torch.device, step: Callable[[], object]) -> float:
+    """Seconds `step()` takes, the device synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def random_frames(height: int, width: int, count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
 def run_ours(config: str, n: int, frames: int, device: torch.device, dtype: torch.dtype) -> float:
-    """ms per frame of the whole loop at `config` size with n objects (random weights)."""
+    """ms per frame of the whole loop at `config` size with n objects."""
     torch.manual_seed(0)
     tracker = VideoTracker(
         RealCostSquares(build_sam3(config, device=device, dtype=dtype).eval(), n),
         VideoConfig(det_nms_thresh=0.0, fill_hole_area=0),
     )
     tracker.add_concept(Concept(text="object"))
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(frames + 2)]
     total = 0.0
     with torch.inference_mode():
-        for t, image in enumerate(images):
-            sync(device)
-            start = time.perf_counter()
-            tracker.step(image, pts=t)
-            sync(device)
+        for t, image in enumerate(random_frames(720, 1280, frames + 2)):
+            seconds = timed(device, lambda: tracker.step(image, pts=t))  # noqa: B023 (called at once)
             if t >= 2:  # frame 0 spawns, frame 1 warms up
-                total += time.perf_counter() - start
+                total += seconds
     return 1e3 * total / frames
 
 
@@ -110,25 +119,17 @@ def run(n: int, frames: int, device: torch.device) -> tuple[float, float]:
         inference_device=device,
     )  # fmt: skip
     session.add_prompt("object")
-    rng = np.random.default_rng(0)
-    images = [
-        rng.integers(0, 256, (parity.HEIGHT, parity.WIDTH, 3), dtype=np.uint8)
-        for _ in range(frames + 2)
-    ]
     ours_s = hf_s = 0.0
     with torch.inference_mode():
-        for t, image in enumerate(images):
-            sync(device)
-            start = time.perf_counter()
-            tracker.step(image, pts=t)
-            sync(device)
-            mid = time.perf_counter()
-            parity.hf_step(hf, session, frame_model.preprocess([image]), t)
-            sync(device)
-            end = time.perf_counter()
+        for t, image in enumerate(random_frames(parity.HEIGHT, parity.WIDTH, frames + 2)):
+            a = timed(device, lambda: tracker.step(image, pts=t))  # noqa: B023
+            b = timed(  # HF's time includes preprocessing its input
+                device,
+                lambda: parity.hf_step(hf, session, frame_model.preprocess([image]), t),  # noqa: B023
+            )
             if t >= 2:  # frame 0 spawns, frame 1 warms up
-                ours_s += mid - start
-                hf_s += end - mid
+                ours_s += a
+                hf_s += b
     return 1e3 * ours_s / frames, 1e3 * hf_s / frames
 
 

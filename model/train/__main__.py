@@ -236,7 +236,7 @@ def _detector_phase(
         # lazily: with --minutes, the second range is read after the sizing steps have set it
         end = min(_Sizing.STEPS, last_step) if sizing is not None else last_step
         yield from stream.batches(range(step, end), args.workers)
-        yield from stream.batches(range(max(step, end), last_step), args.workers)
+        yield from stream.batches(range(end, last_step), args.workers)
 
     for cpu_batch in batches():
         batch = cpu_batch.to(device)
