@@ -100,7 +100,7 @@ def score_and_box_losses(
     labels = torch.zeros_like(scores)
     labels[matching.pair, matching.query] = 1.0
     focal = sigmoid_focal_loss(scores, labels, weights.focal_alpha, weights.focal_gamma)
-    score_loss = (focal * targets.present()[:, None]).sum() / num_instances
+    score_loss = (focal * targets.present[:, None]).sum() / num_instances
     if len(matching) == 0:
         zero = boxes.sum() * 0
         return score_loss, zero, zero
@@ -132,7 +132,7 @@ def mask_losses(
 
 def presence_loss(presence_logits: torch.Tensor, targets: TargetBatch) -> torch.Tensor:
     """presence_logits (P,) -> mean binary cross-entropy against "has any instance"."""
-    return F.binary_cross_entropy_with_logits(presence_logits, targets.present())
+    return F.binary_cross_entropy_with_logits(presence_logits, targets.present)
 
 
 def semantic_loss(semantic_logits: torch.Tensor, targets: TargetBatch) -> torch.Tensor:

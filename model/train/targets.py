@@ -36,13 +36,15 @@ class TargetBatch:
     """The instances of P pairs, flat: N = sum of the pairs' G.
 
     boxes (N, 4) cxcywh; masks (N, H, W); owner (N,) the pair of each instance; counts (P,)
-    instances per pair (a CPU tuple: the matcher loops over it without touching the device).
+    instances per pair (a CPU tuple: the matcher loops over it without touching the device);
+    present (P,) float, 1 where the pair has instances (made once: every layer's loss reads it).
     """
 
     boxes: torch.Tensor
     masks: torch.Tensor
     owner: torch.Tensor
     counts: tuple[int, ...]
+    present: torch.Tensor
 
     @classmethod
     def of(cls, targets: Sequence[PromptTargets]) -> TargetBatch:
@@ -56,6 +58,7 @@ class TargetBatch:
             masks=torch.cat([t.masks for t in targets]).float(),
             owner=owner.to(device),
             counts=counts,
+            present=torch.tensor([float(g > 0) for g in counts], device=device),
         )
 
     def __len__(self) -> int:
@@ -68,10 +71,6 @@ class TargetBatch:
     @property
     def mask_size(self) -> tuple[int, int]:
         return tuple(self.masks.shape[-2:])
-
-    def present(self) -> torch.Tensor:
-        """(P,) float: 1 where the pair has instances."""
-        return torch.tensor([float(g > 0) for g in self.counts], device=self.boxes.device)
 
     def padded_boxes(self) -> torch.Tensor:
         """(P, G_max, 4): each pair's boxes, padded with a valid dummy box (G_max >= 1)."""
