@@ -9,7 +9,11 @@ A `Track` is everything the loop remembers about one live object; `Lifecycle` ha
   after; objects added by clicks or boxes are confirmed at once;
 * it ends with `removed` (user, concept removed, hot-start: unmatched), `suppressed` (hot-start:
   duplicate of an older object), `lost` (unseen for longer than the gap tolerance) or
-  `stream_ended`. Only objects that were published get an `ObjectEndedEvent`.
+  `stream_ended`. Only objects that were published get an `ObjectEndedEvent`;
+* with `VideoConfig.hotstart_revive_frames` an object hot-start removed as unmatched is first
+  *dormant*: out of the loop, unpublished, its ID held for that many frames in case a detection
+  finds it again where it should be (a real object the detector missed while it was hidden);
+  its `removed` event comes when the wait runs out.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 from model.association import HotStart
 from model.config import VideoConfig
 from model.mask_rules import NEVER_OCCLUDED
-from model.memory_bank import MemoryBank
+from model.memory_bank import MemoryBank, MemoryCaps
 from model.reassociation import Anchor
 from model.types import EndReason, ObjectEndedEvent, ObjectStartedEvent, ObjectState
 
@@ -54,11 +58,46 @@ class Lifecycle:
     config: VideoConfig
     next_id: int = 0
     windows: dict[int, HotStart] = field(default_factory=dict)  # objects inside hot-start
+    dormant: dict[int, Dormant] = field(default_factory=dict)  # removed objects that may revive
 
     def allocate_id(self) -> int:
         object_id = self.next_id
         self.next_id += 1
         return object_id
+
+    def spawn(
+        self,
+        dormant_id: int | None,
+        concept_id: int,
+        frame_index: int,
+        score: float,
+        box: torch.Tensor,
+        caps: MemoryCaps,
+        clock_s: float,
+    ) -> Track:
+        """A detector-spawned object at `box`: a new ID, or the dormant object `dormant_id`
+        come back (its ID and its anchor's motion; no second started event)."""
+        woken = None if dormant_id is None else self.wake(dormant_id)
+        if woken is None or woken.anchor is None:
+            return Track(
+                self.allocate_id(),
+                concept_id,
+                frame_index,
+                score,
+                MemoryBank(caps),
+                clock_s,
+                anchor=Anchor(frame_index, box),
+            )
+        return Track(
+            woken.object_id,
+            concept_id,
+            frame_index,
+            score,
+            MemoryBank(caps),
+            clock_s,
+            anchor=woken.anchor.moved_to(frame_index, box),
+            published=woken.published,
+        )
 
     def open_window(self, track: Track) -> None:
         """Start the hot-start window of a detector-spawned object (none when the delay is 0)."""
@@ -92,3 +131,39 @@ class Lifecycle:
 
     def is_lost(self, track: Track, now_s: float) -> bool:
         return now_s - track.last_seen_s > self.config.gap_tolerance_s
+
+    # --- dormant objects ---------------------------------------------------------------------
+
+    def may_rest(self, track: Track) -> bool:
+        """Whether a hot-start removal (unmatched) of `track` makes it dormant, not ended."""
+        return (
+            self.config.hotstart_revive_frames > 0
+            and track.concept_id is not None
+            and track.anchor is not None
+        )
+
+    def rest(self, track: Track, frame_index: int) -> None:
+        self.close(track.object_id)
+        self.dormant[track.object_id] = Dormant(track, frame_index)
+
+    def wake(self, object_id: int) -> Track | None:
+        """Take a dormant object out of the waiting room (None if it is not there)."""
+        dormant = self.dormant.pop(object_id, None)
+        return None if dormant is None else dormant.track
+
+    def expire(self, frame_index: int, everything: bool = False) -> list[ObjectEndedEvent]:
+        """End the dormant objects whose wait ran out at `frame_index` (all with `everything`)."""
+        wait = self.config.hotstart_revive_frames
+        events = []
+        for object_id in sorted(self.dormant):
+            if everything or frame_index - self.dormant[object_id].since >= wait:
+                event = self.end(self.dormant.pop(object_id).track, EndReason.REMOVED)
+                if event is not None:
+                    events.append(event)
+        return events
+
+
+@dataclass(frozen=True)
+class Dormant:
+    track: Track
+    since: int  # the frame hot-start removed it on

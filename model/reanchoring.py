@@ -4,12 +4,14 @@ model/reassociation.py, the reasons in docs/video.md, "Re-anchoring").
 Each frame, every object a detection matched has its `Anchor` see that detection's box (one
 object per detection, best overlap first; `Anchor.sighted`); an object no detection has matched
 for `reanchor_after` frames is offered the would-be new detections and the confident detections
-only lost objects overlap, near where it should be now.
+only lost objects overlap, near where it should be now. The same geometry revives dormant
+objects (model/lifecycle.py): a would-be new detection near where a recently removed object
+should be takes back its ID.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -17,7 +19,13 @@ from model.association import Association
 from model.box_ops import masks_to_boxes
 from model.config import VideoConfig
 from model.lifecycle import Track
-from model.reassociation import Anchor, pair_greedily, reanchor, swallowed_detections
+from model.reassociation import (
+    Anchor,
+    pair_greedily,
+    reanchor,
+    reassociate,
+    swallowed_detections,
+)
 
 
 def update_anchors(
@@ -91,3 +99,46 @@ def reanchor_lost(
         cfg.reanchor_reach,
         cfg.reanchor_reach_per_frame,
     )
+
+
+def revive(
+    cfg: VideoConfig,
+    dormant: Mapping[int, Track],
+    frame: int,
+    det_masks: torch.Tensor,
+    det_groups: torch.Tensor,
+    new_dets: Sequence[int],
+) -> dict[int, int]:
+    """Object id -> would-be new detection, for dormant objects (by id) with one near where each
+    should be now (its anchor carried along; the reach grows with the frames since its last
+    match, as for re-anchoring)."""
+    anchors = {oid: tr.anchor for oid, tr in dormant.items() if tr.anchor is not None}
+    return reanchor(
+        anchors,
+        {oid: dormant[oid].group for oid in anchors},
+        frame,
+        det_masks,
+        det_groups,
+        new_dets,
+        cfg.reanchor_reach,
+        cfg.reanchor_reach_per_frame,
+    )
+
+
+def regain_after_gap(
+    det_bin: torch.Tensor,
+    det_groups: torch.Tensor,
+    new_dets: Sequence[int],
+    tracks: Sequence[Track],
+    references: Mapping[int, torch.Tensor | None],
+    min_iou: float,
+) -> dict[int, int]:
+    """After a gap: track index -> detection, for the concept objects among `references` (track
+    index -> its last visible mask; model/reassociation.py)."""
+    rows = [i for i, m in references.items() if m is not None and tracks[i].concept_id is not None]
+    if not rows:
+        return {}
+    masks = torch.stack([references[i] for i in rows])
+    groups = [tracks[i].concept_id for i in rows]
+    pairs = reassociate(det_bin, det_groups, new_dets, masks, groups, min_iou)
+    return {rows[j]: d for j, d in pairs.items()}

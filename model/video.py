@@ -97,7 +97,8 @@ class VideoTracker:
         if concept_id not in self._concepts:
             raise KeyError(f"no concept {concept_id} in this stream")
         del self._concepts[concept_id], self._concept_prompts[concept_id]
-        for track in self._tracks.values():
+        dormant = [rest.track for rest in self._lifecycle.dormant.values()]
+        for track in [*self._tracks.values(), *dormant]:
             if track.concept_id == concept_id:
                 self._pending_removals[track.object_id] = EndReason.REMOVED
 
@@ -123,7 +124,7 @@ class VideoTracker:
         if object_id in self._pending_prompts and object_id not in self._tracks:
             del self._pending_prompts[object_id]  # never started: nothing to report
             return
-        if object_id not in self._tracks:
+        if object_id not in self._tracks and object_id not in self._lifecycle.dormant:
             raise KeyError(f"no object {object_id} in this stream")
         self._pending_prompts.pop(object_id, None)
         self._pending_removals[object_id] = EndReason.REMOVED
@@ -178,6 +179,7 @@ class VideoTracker:
             event = self._lifecycle.end(self._tracks.pop(object_id), EndReason.STREAM_ENDED)
             if event is not None:
                 events.append(event)
+        events.extend(self._lifecycle.expire(self._frame_index, everything=True))  # removed
         self._pending_prompts.clear()
         self._pending_removals.clear()
         return tuple(events)
@@ -189,7 +191,7 @@ class VideoTracker:
     ) -> FrameTrack:
         ended: list[ObjectEndedEvent] = []
         for object_id, reason in sorted(self._pending_removals.items()):
-            track = self._tracks.pop(object_id, None)
+            track = self._tracks.pop(object_id, None) or self._lifecycle.wake(object_id)
             if track is not None and (event := self._lifecycle.end(track, reason)) is not None:
                 ended.append(event)
         self._pending_removals.clear()

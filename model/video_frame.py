@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 
@@ -21,11 +20,11 @@ from model.association import (
     HotStartRule,
     associate,
     cap_new_detections,
-    mask_nms,
     update_hotstart,
 )
-from model.box_ops import mask_iou, masks_to_boxes
+from model.box_ops import masks_to_boxes
 from model.config import VideoConfig
+from model.frame_detections import keep_detections, not_over
 from model.frame_io import UserPrompt, publish, user_prompt
 from model.frame_model import FrameDetections, FrameModel, TrackOutput, eff_iou_score
 from model.lifecycle import Lifecycle, Track
@@ -37,8 +36,7 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
-from model.reanchoring import confirm, reanchor_lost, update_anchors
-from model.reassociation import Anchor, reassociate
+from model.reanchoring import confirm, reanchor_lost, regain_after_gap, revive, update_anchors
 from model.streams import side_by_side
 from model.tracker_types import ObjectPrompt
 from model.types import (
@@ -62,15 +60,6 @@ class FrameState:
     concept_prompts: Mapping[int, object]
     prompts: Mapping[int, UserPrompt]  # object id -> this frame's clicks / box
     caps: MemoryCaps
-
-
-class Detections(NamedTuple):
-    """All concepts' kept detections on one frame: N rows on the tracker grid."""
-
-    logits: torch.Tensor  # (N, m, m)
-    scores: torch.Tensor  # (N,)
-    groups: torch.Tensor  # (N,) concept ids
-    new_min: torch.Tensor  # (N,) new-object threshold of each detection's concept
 
 
 def run_frame(
@@ -100,7 +89,7 @@ def run_frame(
 
     raw, (prop, user) = side_by_side(model.device, detector, tracker, overlap=cfg.cuda_overlap)
     with _timed(timings, "detect"):
-        dets = _keep_detections(model, cfg, st, raw)
+        dets = keep_detections(model.mask_size, model.device, cfg, st.concepts, raw)
     det_bin = dets.logits > 0
     prop_logits = fill_holes(prop.mask_logits, cfg.fill_hole_area)  # M x m x m
     trk_bin = prop_logits > 0
@@ -130,15 +119,17 @@ def run_frame(
         assoc = associate(
             det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
         )
-        new_dets = _not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
+        new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
-            update_anchors(
-                propagated, assoc, det_bin, dets.groups, t, cfg.trk_assoc_iou_thresh
-            )
+            update_anchors(propagated, assoc, det_bin, dets.groups, t, cfg.trk_assoc_iou_thresh)
         if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
-            lost = {i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())}
-            regained = _regain(det_bin, dets.groups, new_dets, propagated, lost, cfg.assoc_iou_thresh)
-        elif cfg.reanchor_after > 0:  # objects no detection matched lately, near where they should be
+            lost = {
+                i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())
+            }
+            regained = regain_after_gap(
+                det_bin, dets.groups, new_dets, propagated, lost, cfg.assoc_iou_thresh
+            )
+        elif cfg.reanchor_after > 0:  # objects no detection matched lately, near where they are
             confident = dets.scores >= dets.new_min
             regained = reanchor_lost(
                 cfg, propagated, t, assoc, det_bin, dets.groups, confident, new_dets
@@ -151,12 +142,19 @@ def run_frame(
         new_dets = list(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
         )
+        revived = {}  # detection -> dormant object it brings back
+        if life.dormant and not st.after_gap:
+            dormant = {oid: rest.track for oid, rest in life.dormant.items()}
+            pairs = revive(cfg, dormant, t, det_bin, dets.groups, new_dets)
+            revived = {d: oid for oid, d in pairs.items()}
         ids = [tr.object_id for tr in propagated]
         unmatched = assoc.trk_unmatched.clone()
         unmatched[list(regained)] = False
         if cfg.hotstart_hidden_cover > 0 and life.windows and propagated:  # under a look-alike
             none = torch.zeros_like(trk_bin[0])
-            last = torch.stack([none if tr.last_mask is None else tr.last_mask for tr in propagated])
+            last = torch.stack(
+                [none if tr.last_mask is None else tr.last_mask for tr in propagated]
+            )
             unmatched &= ~hidden_by_lookalikes(last, trk_bin, groups, cfg.hotstart_hidden_cover)
         hot = update_hotstart(
             life.windows,
@@ -194,57 +192,68 @@ def run_frame(
     # --- spawn new objects from unmatched confident detections ---------------------------------
     spawned: list[Track] = []
     for d in new_dets:
-        track = Track(
-            life.allocate_id(),
-            int(dets.groups[d]),
-            t,
-            float(dets.scores[d]),
-            MemoryBank(st.caps),
-            st.clock_s,
-            anchor=Anchor(t, masks_to_boxes(det_bin[d][None])[0]),
+        box = masks_to_boxes(det_bin[d][None])[0]
+        track = life.spawn(
+            revived.get(d), int(dets.groups[d]), t, float(dets.scores[d]), box, st.caps, st.clock_s
         )
         st.tracks[track.object_id] = track
         life.open_window(track)
         spawned.append(track)
+    # Re-conditioned objects are re-prompted with their mask, as the official `add_new_mask`
+    # (`recondition_reprompt`): memory and object pointer both come from that prompt.
+    recond_masks = {
+        i: prop_logits[i] > 0 if cfg.recondition_on_trk_masks else det_bin[d]
+        for i, d in sorted(recondition.items())
+    }
+    recond = list(recond_masks) if cfg.recondition_reprompt else []
     with _timed(timings, "track"):
-        spawn = _prompt(model, features, [ObjectPrompt(mask=det_bin[d]) for d in new_dets])
+        fresh = _prompt(
+            model,
+            features,
+            [
+                ObjectPrompt(mask=mk)
+                for mk in [*det_bin[new_dets], *(recond_masks[i] for i in recond)]
+            ],
+        )
 
     # --- memory: one batched encoder call for every object that stays --------------------------
     with _timed(timings, "memory"):
         mem_logits = prop_logits.clone()
-        for i, d in recondition.items():
-            mem_logits[i] = (
-                prop_logits[i]
-                if cfg.recondition_on_trk_masks
-                else torch.where(det_bin[d], 10.0, -10.0)
-            )
+        for i, mk in recond_masks.items():
+            mem_logits[i] = torch.where(mk, 10.0, -10.0)
         mem_logits = suppress_shrunk(mem_logits, groups, cfg.shrink_suppress_thresh)
         present = torch.where((mem_logits > 0).flatten(1).any(1), 10.0, -10.0)
+        kept = [i for i in alive if i not in recond]
         memories = _encode(
             model,
             features,
             [
-                (mem_logits[alive], present[alive], False),
+                (mem_logits[kept], present[kept], False),
                 _for_memory(user, True),
-                _for_memory(spawn, True),
+                _for_memory(fresh, True),
             ],
             cfg.memory_bf16,
         )
         quality = eff_iou_score(prop.object_score_logits, prop.iou_scores).tolist()
-        pointers = _cat([prop.pointers[alive], user.pointers, spawn.pointers])
+        pointers = _cat([prop.pointers[kept], user.pointers, fresh.pointers])
+        prompted = [st.tracks[o] for o in prompted_ids] + spawned + [propagated[i] for i in recond]
+        for k, track in enumerate([propagated[i] for i in kept] + prompted):
+            cond = k >= len(kept) or kept[k] in recondition  # prompts, spawns, re-conditionings
+            score = quality[kept[k]] if k < len(kept) else 1.0
+            track.bank.add(MemoryEntry(t, memories[k], pointers[k], score, cond))
         owners = [propagated[i] for i in alive] + [st.tracks[o] for o in prompted_ids] + spawned
-        conds = [i in recondition for i in alive] + [True] * (len(prompted_ids) + len(spawned))
-        qualities = [quality[i] for i in alive] + [1.0] * (len(prompted_ids) + len(spawned))
-        for k, track in enumerate(owners):
-            track.bank.add(MemoryEntry(t, memories[k], pointers[k], qualities[k], conds[k]))
 
     # --- hot-start failures end; outputs -------------------------------------------------------
     ended: list[ObjectEndedEvent] = []
     for i in sorted(removed):
         track = st.tracks.pop(ids[i])
+        if ids[i] not in hot.duplicates and life.may_rest(track):
+            life.rest(track, t)  # its `removed` event waits for `life.expire`
+            continue
         reason = EndReason.SUPPRESSED if ids[i] in hot.duplicates else EndReason.REMOVED
         if (event := life.end(track, reason)) is not None:
             ended.append(event)
+    ended.extend(life.expire(t, everything=st.after_gap))
     out_logits = prop_logits[alive].clone()
     for k, i in enumerate(alive):
         if i in recondition:
@@ -273,44 +282,6 @@ def run_frame(
 # --- sections --------------------------------------------------------------------------------
 
 
-def _keep_detections(
-    model: FrameModel, cfg: VideoConfig, st: FrameState, outs: Sequence[FrameDetections]
-) -> Detections:
-    """Each concept's detections above its threshold, after mask NMS, in one table."""
-    m, device = model.mask_size, model.device
-    empty = Detections(
-        torch.zeros(0, m, m, device=device),
-        torch.zeros(0, device=device),
-        torch.zeros(0, dtype=torch.long, device=device),
-        torch.zeros(0, device=device),
-    )
-    if not st.concepts:
-        return empty
-    parts = []
-    for cid, out in zip(st.concepts, outs, strict=True):
-        thresholds = st.concepts[cid].thresholds
-        keep_min = (
-            cfg.score_threshold_detection if thresholds.detection is None else thresholds.detection
-        )
-        new_min = cfg.new_det_thresh if thresholds.new_object is None else thresholds.new_object
-        keep = out.scores > keep_min
-        if cfg.det_nms_thresh > 0:
-            idx = torch.nonzero(keep).flatten()
-            nms = mask_nms(out.scores[idx], out.mask_logits[idx] > 0, cfg.det_nms_thresh)
-            keep = torch.zeros_like(keep)
-            keep[idx[nms]] = True
-        idx = torch.nonzero(keep).flatten()
-        parts.append(
-            Detections(
-                out.mask_logits[idx],
-                out.scores[idx],
-                torch.full_like(idx, cid),
-                torch.full((len(idx),), new_min, device=device),
-            )
-        )
-    return Detections(*(torch.cat(cols) for cols in zip(empty, *parts, strict=True)))
-
-
 def _propagate(model: FrameModel, features: object, tracks: Sequence[Track], t: int) -> TrackOutput:
     if not tracks:
         return _empty_output(model)
@@ -325,35 +296,6 @@ def _empty_output(model: FrameModel) -> TrackOutput:
     m, device = model.mask_size, model.device
     z = torch.zeros(0, device=device)
     return TrackOutput(torch.zeros(0, m, m, device=device), z, z, torch.zeros(0, 0, device=device))
-
-
-def _not_over(
-    new_dets: Sequence[int], det_bin: torch.Tensor, taken: torch.Tensor, iou: float
-) -> list[int]:
-    """Drop new detections that cover an object the user prompted on this frame."""
-    if not new_dets or taken.shape[0] == 0:
-        return list(new_dets)
-    best = mask_iou(det_bin[list(new_dets)], taken).amax(1)
-    return [d for d, b in zip(new_dets, best.tolist(), strict=True) if b < iou]
-
-
-def _regain(
-    det_bin: torch.Tensor,
-    det_groups: torch.Tensor,
-    new_dets: Sequence[int],
-    tracks: Sequence[Track],
-    references: Mapping[int, torch.Tensor | None],
-    min_iou: float,
-) -> dict[int, int]:
-    """After a gap: track index -> detection, for the concept objects among `references` (track
-    index -> its last visible mask; model/reassociation.py)."""
-    rows = [i for i, m in references.items() if m is not None and tracks[i].concept_id is not None]
-    if not rows:
-        return {}
-    masks = torch.stack([references[i] for i in rows])
-    groups = [tracks[i].concept_id for i in rows]
-    pairs = reassociate(det_bin, det_groups, new_dets, masks, groups, min_iou)
-    return {rows[j]: d for j, d in pairs.items()}
 
 
 MemoryGroup = tuple[torch.Tensor, torch.Tensor, bool]  # logits (B, H, W), scores (B,), from clicks

@@ -86,6 +86,69 @@ def test_hotstart_removes_a_masklet_that_is_never_matched() -> None:
     assert ended == [(10, 0, EndReason.REMOVED)]  # unmatched on frames 3..10
 
 
+def test_dormant_object_comes_back_under_its_id() -> None:
+    """The red square turns blue (hidden from the detector) long enough for hot-start to remove
+    it, then red again where it was: with revival it keeps its ID and no event says otherwise."""
+    hidden = (Square("red", first=0, last=2, x=4, y=4), Square("blue", first=3, last=12, x=4, y=4))
+
+    def follow(
+        revive: int, back_at: int, x: float = 4, frames: int = 0
+    ) -> tuple[VideoTracker, list[FrameTrack]]:
+        scene = (
+            *hidden[:1],
+            replace(hidden[1], last=back_at - 1),
+            Square("red", back_at, 99, x, 4),
+        )
+        tracker = VideoTracker(ScriptedModel(), replace(CFG, hotstart_revive_frames=revive))
+        tracker.add_concept(Concept(text="red"))
+        return tracker, [tracker.step(render(scene, t)) for t in range(frames or back_at + 6)]
+
+    def events(results: list[FrameTrack]) -> list[tuple[int, str, int]]:
+        started = [(t, "+", e.object_id) for t, r in enumerate(results) for e in r.started]
+        ended = [(t, "-", e.object_id) for t, r in enumerate(results) for e in r.ended]
+        return sorted(started + ended)
+
+    _, official = follow(0, back_at=13)  # removed on frame 10, a new ID when it is seen again
+    assert events(official) == [(0, "+", 0), (10, "-", 0), (13, "+", 1)]
+    tracker, revived = follow(8, back_at=13)
+    assert events(revived) == [(0, "+", 0)]
+    assert [ids(r) for r in revived[10:16]] == [[], [], [], [0], [0], [0]]
+    assert revived[13].objects[0].state is ObjectState.TENTATIVE  # a fresh hot-start window
+    assert [(e.object_id, e.reason) for e in tracker.finish()] == [(0, EndReason.STREAM_ENDED)]
+    _, late = follow(8, back_at=20)  # the wait ran out on frame 18
+    assert events(late) == [(0, "+", 0), (18, "-", 0), (20, "+", 1)]
+    assert late[18].ended[0].reason is EndReason.REMOVED
+    _, far = follow(8, back_at=13, x=44)  # a red square elsewhere is another object
+    assert events(far) == [(0, "+", 0), (13, "+", 1), (18, "-", 0)]
+    tracker, _ = follow(8, back_at=40, frames=14)  # the stream ends while it is dormant
+    assert [(e.object_id, e.reason) for e in tracker.finish()] == [(0, EndReason.REMOVED)]
+
+
+def test_reconditioning_re_prompts_the_object_with_its_detection() -> None:
+    """Every 16th frame a confident detection re-conditions its object: the memory and the
+    object pointer come from prompting with the detection's mask (pointer 2 in the scripted
+    model), not from the propagated output (pointer 1), unless `recondition_reprompt` is off."""
+    scene = (Square("red", first=0, last=99, x=4, y=4, vx=0.5),)
+
+    def pointers(reprompt: bool) -> dict[int, tuple[bool, float]]:
+        tracker = VideoTracker(ScriptedModel(), replace(CFG, recondition_reprompt=reprompt))
+        tracker.add_concept(Concept(text="red"))
+        out = {}
+        for t in range(18):
+            tracker.step(render(scene, t))
+            entry = tracker._tracks[0].bank._latest
+            out[t] = (entry.is_cond, float(entry.pointer[0]))
+        return out
+
+    official = pointers(reprompt=True)
+    assert official[0] == (True, 2.0) and official[16] == (True, 2.0)
+    assert all(official[t] == (False, 1.0) for t in (*range(1, 16), 17))
+    kept = pointers(reprompt=False)  # the frame still conditions, on the propagated pointer
+    assert kept[16] == (True, 1.0) and {t: kept[t] for t in kept if t != 16} == {
+        t: official[t] for t in official if t != 16
+    }
+
+
 def test_live_edits_leave_other_objects_untouched() -> None:
     _, plain = run(12)
     tracker = VideoTracker(ScriptedModel(), CFG)

@@ -115,14 +115,15 @@ class ScriptedModel:
                 best, best_overlap = comp, overlap
         return best
 
-    def _output(self, masks: list[torch.Tensor]) -> TrackOutput:
+    def _output(self, masks: list[torch.Tensor], source: float) -> TrackOutput:
+        """Pointers say where they come from: `source` (1 tracked, 2 prompted) where present."""
         stack = torch.stack(masks) if masks else torch.zeros(0, self._m, self._m, dtype=torch.bool)
         present = stack.flatten(1).any(1)
         return TrackOutput(
             mask_logits=torch.where(stack, 6.0, -6.0),
             object_score_logits=torch.where(present, 4.0, -4.0),
             iou_scores=torch.full((len(masks),), 0.9),
-            pointers=present[:, None].float().expand(-1, 4).clone(),  # B x 4
+            pointers=(source * present[:, None].float()).expand(-1, 4).clone(),  # B x 4
         )
 
     def track(self, features: object, memory: MemoryBatch) -> TrackOutput:
@@ -136,7 +137,7 @@ class ScriptedModel:
             slot = min(recent, key=lambda s: int(memory.offsets[b, s])) if recent else valid[-1]
             previous = memory.features[b, slot, 0] > 0
             masks.append(self._follow(features, previous))
-        return self._output(masks)
+        return self._output(masks, source=1.0)
 
     def prompt(self, features: object, prompts: Sequence[ObjectPrompt]) -> TrackOutput:
         self.calls["prompt"] += 1
@@ -150,7 +151,7 @@ class ScriptedModel:
             area = torch.zeros(self._m, self._m, dtype=torch.bool)
             area[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2] = True
             masks.append(self._follow(features, area))
-        return self._output(masks)
+        return self._output(masks, source=2.0)
 
     def encode_memory(
         self,
