@@ -151,7 +151,8 @@ def reanchor(
     concepts in `groups`) and candidate detections near where each object should be now.
 
     Near: the detection's box centre lies within `reach` object sizes (sqrt of the anchor box's
-    area) of the expected box's centre, `reach_per_frame` more for each frame after the first
+    area) of the expected box's centre or of the last matched one's (the object may have
+    stopped), `reach_per_frame` more for each frame after the first
     since the last match (the object may have turned), and the two boxes' sizes differ by at
     most `LIKELY_SIZE`. Also near: a detection of the object merged with a neighbour, whose
     box covers `MERGED_COVER` of the expected box and is at most `MERGED_SIZE` times its size.
@@ -162,8 +163,12 @@ def reanchor(
         return {}
     boxes = masks_to_boxes(det_masks[list(candidates)])  # D x 4
     expected = torch.stack([anchors[i].expected_box(frame) for i in rows])  # L x 4
+    last = torch.stack([anchors[i].box for i in rows])  # L x 4: the object may have stopped
     size = _size(expected)
-    distance = torch.cdist(_centres(boxes), _centres(expected)) / size  # D x L, in object sizes
+    centres = _centres(boxes)
+    distance = torch.minimum(  # D x L, in object sizes
+        torch.cdist(centres, _centres(expected)), torch.cdist(centres, _centres(last))
+    ) / size
     since = torch.tensor(
         [frame - anchors[i].frame for i in rows], dtype=distance.dtype, device=distance.device
     )

@@ -66,6 +66,19 @@ def test_reanchor_finds_a_moving_object_where_it_should_be_now() -> None:
     assert reanchor(moving, {0: 1}, 12, dets, *args) == {}  # another concept
 
 
+def test_reanchor_also_looks_where_the_object_was_last_matched() -> None:
+    """It may have stopped: a detection on the last matched box is near however fast the object
+    moved before."""
+    fast = {0: Anchor(0, box(-2, 0)).moved_to(1, box(0, 0))}  # 2 px / frame
+    there = torch.stack([square(0, 0)])  # still where it was last matched, 11 frames on
+    ahead = torch.stack([square(22, 0)])  # where it would be had it kept going
+    between = torch.stack([square(11, 0)])  # neither
+    args = (torch.tensor([0]), [0], 1.0, 0.0)
+    assert reanchor(fast, {0: 0}, 12, there, *args) == {0: 0}
+    assert reanchor(fast, {0: 0}, 12, ahead, *args) == {0: 0}
+    assert reanchor(fast, {0: 0}, 12, between, *args) == {}
+
+
 def test_reanchor_reach_grows_with_the_time_since_the_last_match() -> None:
     still = {0: Anchor(0, box(0, 0))}
     near = torch.stack([square(4, 0)])  # one object size away
