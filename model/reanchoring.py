@@ -78,7 +78,7 @@ def reanchor_lost(
     `reanchor_after` frames. det_masks (N, m, m) bool; confident (N,) bool: scores good enough
     to start an object; new_dets: the detections that would start one."""
     adrift = {
-        i: tr.anchor
+        i: tr
         for i, tr in enumerate(tracks)
         if tr.anchor is not None
         and tr.concept_id is not None
@@ -89,16 +89,7 @@ def reanchor_lost(
     swallowed = swallowed_detections(
         assoc.ious, confident, list(adrift), cfg.trk_assoc_iou_thresh, cfg.assoc_iou_thresh
     )
-    return reanchor(
-        adrift,
-        {i: tracks[i].group for i in adrift},
-        frame,
-        det_masks,
-        det_groups,
-        [*new_dets, *swallowed],
-        cfg.reanchor_reach,
-        cfg.reanchor_reach_per_frame,
-    )
+    return _near(cfg, adrift, frame, det_masks, det_groups, [*new_dets, *swallowed])
 
 
 def revive(
@@ -112,14 +103,26 @@ def revive(
     """Object id -> would-be new detection, for dormant objects (by id) with one near where each
     should be now (its anchor carried along; the reach grows with the frames since its last
     match, as for re-anchoring)."""
-    anchors = {oid: tr.anchor for oid, tr in dormant.items() if tr.anchor is not None}
+    return _near(cfg, dormant, frame, det_masks, det_groups, new_dets)
+
+
+def _near(
+    cfg: VideoConfig,
+    tracks: Mapping[int, Track],
+    frame: int,
+    det_masks: torch.Tensor,
+    det_groups: torch.Tensor,
+    candidates: Sequence[int],
+) -> dict[int, int]:
+    """Key -> candidate detection near where each of `tracks` with an anchor should be now."""
+    anchors = {k: tr.anchor for k, tr in tracks.items() if tr.anchor is not None}
     return reanchor(
         anchors,
-        {oid: dormant[oid].group for oid in anchors},
+        {k: tracks[k].group for k in anchors},
         frame,
         det_masks,
         det_groups,
-        new_dets,
+        candidates,
         cfg.reanchor_reach,
         cfg.reanchor_reach_per_frame,
     )
