@@ -79,24 +79,19 @@ class Lifecycle:
         come back (its ID and its anchor's motion; no second started event)."""
         woken = None if dormant_id is None else self.wake(dormant_id)
         if woken is None or woken.anchor is None:
-            return Track(
-                self.allocate_id(),
-                concept_id,
-                frame_index,
-                score,
-                MemoryBank(caps),
-                clock_s,
-                anchor=Anchor(frame_index, box),
-            )
+            object_id, anchor, published = self.allocate_id(), Anchor(frame_index, box), False
+        else:
+            object_id, published = woken.object_id, woken.published
+            anchor = woken.anchor.moved_to(frame_index, box)
         return Track(
-            woken.object_id,
+            object_id,
             concept_id,
             frame_index,
             score,
             MemoryBank(caps),
             clock_s,
-            anchor=woken.anchor.moved_to(frame_index, box),
-            published=woken.published,
+            anchor=anchor,
+            published=published,
         )
 
     def open_window(self, track: Track) -> None:
@@ -145,6 +140,11 @@ class Lifecycle:
     def rest(self, track: Track, frame_index: int) -> None:
         self.close(track.object_id)
         self.dormant[track.object_id] = Dormant(track, frame_index)
+
+    @property
+    def dormant_tracks(self) -> dict[int, Track]:
+        """object id -> track of every dormant object."""
+        return {object_id: rest.track for object_id, rest in self.dormant.items()}
 
     def wake(self, object_id: int) -> Track | None:
         """Take a dormant object out of the waiting room (None if it is not there)."""

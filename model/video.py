@@ -97,8 +97,7 @@ class VideoTracker:
         if concept_id not in self._concepts:
             raise KeyError(f"no concept {concept_id} in this stream")
         del self._concepts[concept_id], self._concept_prompts[concept_id]
-        dormant = [rest.track for rest in self._lifecycle.dormant.values()]
-        for track in [*self._tracks.values(), *dormant]:
+        for track in [*self._tracks.values(), *self._lifecycle.dormant_tracks.values()]:
             if track.concept_id == concept_id:
                 self._pending_removals[track.object_id] = EndReason.REMOVED
 

@@ -144,8 +144,7 @@ def run_frame(
         )
         revived = {}  # detection -> dormant object it brings back
         if life.dormant and not st.after_gap:
-            dormant = {oid: rest.track for oid, rest in life.dormant.items()}
-            pairs = revive(cfg, dormant, t, det_bin, dets.groups, new_dets)
+            pairs = revive(cfg, life.dormant_tracks, t, det_bin, dets.groups, new_dets)
             revived = {d: oid for oid, d in pairs.items()}
         ids = [tr.object_id for tr in propagated]
         unmatched = assoc.trk_unmatched.clone()
