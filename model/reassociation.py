@@ -13,9 +13,10 @@ Two cases share one greedy matcher:
   with the time since the last match (the object may have turned meanwhile), or when it holds
   the expected box merged with a neighbour. Confirmations of an unlikely size (a merge, a
   partial view) carry the anchor along rather than move it, so its motion stays the object's.
-  Candidates are the would-be new detections and the confident detections that only a lost
-  object's swollen mask overlaps (official association counts those as matched, so they would
-  neither start an object nor correct the swollen one).
+  Candidates are the would-be new detections and the confident detections that only swollen
+  masks overlap: a lost object's, or a neighbour's that has its own detection (official
+  association counts those as matched, so they would neither start an object nor correct the
+  swollen one).
 
 The caller re-conditions each regained object on its detection (a new conditioning memory and
 that detection's mask as the frame's output), exactly as periodic re-conditioning does.
@@ -124,16 +125,22 @@ def swallowed_detections(
     match_iou: float,
     overlap_iou: float,
 ) -> list[int]:
-    """Confident detections that overlap lost objects only, and no object well enough to match.
+    """Confident detections that no object matches and that only swollen masks overlap.
 
     ious (N, M) detection-object mask IoU (zero across concepts); confident (N,) bool; adrift:
-    the lost objects' columns. Such a detection sits inside a lost object's swollen mask.
+    the lost objects' columns. A detection is swallowed when it overlaps (>= overlap_iou) at
+    least one object, none well enough to match (>= match_iou), and each object it overlaps
+    is lost or overlaps another detection more: a lost object's mask has swollen over it, or
+    a neighbour's has, from the neighbour's own detection.
     """
     lost = torch.zeros(ious.shape[1], dtype=torch.bool, device=ious.device)
     lost[list(adrift)] = True
     overlaps = ious >= overlap_iou
-    only_lost = overlaps.any(1) & ~(overlaps & ~lost).any(1)
-    keep = confident & only_lost & ~(ious >= match_iou).any(1)
+    own = torch.zeros_like(overlaps)  # (N, M): the detection each object overlaps most
+    if ious.numel():
+        own[ious.argmax(0), torch.arange(ious.shape[1], device=ious.device)] = True
+    claimed = overlaps & own & ~lost
+    keep = confident & overlaps.any(1) & ~claimed.any(1) & ~(ious >= match_iou).any(1)
     return torch.nonzero(keep).flatten().tolist()
 
 

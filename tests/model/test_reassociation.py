@@ -102,19 +102,22 @@ def test_reanchor_wants_a_similar_size_or_a_merge_and_takes_the_nearest() -> Non
     assert reanchor(still, {0: 0}, 1, two, torch.tensor([0, 0]), [0, 1], 1.0, 0.0) == {0: 1}
 
 
-def test_swallowed_detections_overlap_lost_objects_only() -> None:
+def test_swallowed_detections_overlap_swollen_masks_only() -> None:
     ious = torch.tensor(
         [
-            [0.3, 0.0, 0.0],  # inside lost object 0's swollen mask: swallowed
-            [0.3, 0.2, 0.0],  # also overlaps object 1, which is not lost
-            [0.6, 0.0, 0.0],  # matches object 0 outright: no longer lost
-            [0.0, 0.0, 0.0],  # overlaps nothing: a would-be new detection, not swallowed
-            [0.0, 0.0, 0.4],  # inside lost object 2, but not confident
+            [0.3, 0.0, 0.0, 0.0],  # inside lost object 0's swollen mask: swallowed
+            [0.3, 0.2, 0.0, 0.0],  # also overlaps object 1, not lost, and its best detection
+            [0.0, 0.0, 0.0, 0.0],  # overlaps nothing: a would-be new detection, not swallowed
+            [0.0, 0.0, 0.4, 0.0],  # inside lost object 2, but not confident
+            [0.0, 0.0, 0.0, 0.7],  # matches object 3
+            [0.0, 0.0, 0.0, 0.2],  # inside object 3's mask, swollen from its own detection
         ]
     )
-    confident = torch.tensor([True, True, True, True, False])
-    assert swallowed_detections(ious, confident, [0, 2], 0.5, 0.1) == [0]
-    assert swallowed_detections(ious, confident, [], 0.5, 0.1) == []
+    confident = torch.tensor([True, True, True, False, True, True])
+    assert swallowed_detections(ious, confident, [0, 2], 0.5, 0.1) == [0, 5]
+    # object 0 not lost: detection 0 is its best one (a tie goes to the first), so its own
+    assert swallowed_detections(ious, confident, [], 0.5, 0.1) == [5]
+    assert swallowed_detections(ious[:, :0], confident, [], 0.5, 0.1) == []
 
 
 def test_each_detection_and_object_is_used_once() -> None:
