@@ -101,6 +101,16 @@ def suppress_shrunk(logits: torch.Tensor, groups: torch.Tensor, min_kept: float)
     return torch.where(keep[:, None, None], logits, logits.clamp(max=NO_OBJECT_LOGIT))
 
 
+def memory_non_overlap(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise memory non-overlap (SAM 2's `non_overlap_masks_for_mem_enc`): (N, H, W) logits
+    -> (N, H, W) logits where each pixel stays foreground only for the object of its group with
+    the highest logit; the others are clamped to <= -10 there."""
+    if logits.shape[0] <= 1:
+        return logits
+    owned = pixelwise_owner(logits, groups)
+    return torch.where(owned, logits, logits.clamp(max=NO_OBJECT_LOGIT))
+
+
 def object_non_overlap(
     masks: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor
 ) -> torch.Tensor:

@@ -32,6 +32,7 @@ from model.mask_rules import (
     NO_OBJECT_LOGIT,
     fill_holes,
     hidden_by_lookalikes,
+    memory_non_overlap,
     occlusion_suppression,
     suppress_shrunk,
 )
@@ -221,6 +222,8 @@ def run_frame(
         for i, mk in recond_masks.items():
             mem_logits[i] = torch.where(mk, 10.0, -10.0)
         mem_logits = suppress_shrunk(mem_logits, groups, cfg.shrink_suppress_thresh)
+        if cfg.memory_non_overlap:
+            mem_logits = memory_non_overlap(mem_logits, groups)
         present = torch.where((mem_logits > 0).flatten(1).any(1), 10.0, -10.0)
         kept = [i for i in alive if i not in recond]
         memories = _encode(

@@ -19,6 +19,7 @@ from model.mask_rules import (
     NEVER_OCCLUDED,
     fill_holes,
     hidden_by_lookalikes,
+    memory_non_overlap,
     object_non_overlap,
     occlusion_suppression,
     suppress_shrunk,
@@ -237,6 +238,19 @@ def test_suppress_shrunk_removes_whole_objects_only() -> None:
     # different concepts do not compete
     out = suppress_shrunk(torch.stack([big, inside]), torch.tensor([0, 1]), 0.3)
     assert torch.equal(out[1], inside)
+
+
+def test_memory_non_overlap_leaves_contested_pixels_to_the_highest_logit() -> None:
+    swollen = torch.where(box_mask(0, 0, 8, 8), 2.0, -5.0)  # swelled over its neighbour
+    neighbour = torch.where(box_mask(4, 4, 10, 10), 4.0, -5.0)
+    out = memory_non_overlap(torch.stack([swollen, neighbour]), torch.zeros(2, dtype=torch.long))
+    assert torch.equal(out[1] > 0, neighbour > 0)  # it wins every pixel it covers
+    assert torch.equal(out[0] > 0, box_mask(0, 0, 8, 8) & ~box_mask(4, 4, 10, 10))
+    assert (out[0][box_mask(4, 4, 8, 8)] <= -10).all()
+    # different concepts do not compete; one object is left alone
+    both = torch.stack([swollen, neighbour])
+    assert torch.equal(memory_non_overlap(both, torch.tensor([0, 1])), both)
+    assert torch.equal(memory_non_overlap(swollen[None], torch.zeros(1)), swollen[None])
 
 
 def test_object_non_overlap_gives_pixels_to_higher_score() -> None:

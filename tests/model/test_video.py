@@ -6,8 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from model.config import VideoConfig
+from model.frame_model import TrackOutput
+from model.memory_bank import MemoryBatch
 from model.types import Concept, EndReason, FrameTrack, ObjectState, PointPrompt
 from model.video import VideoTracker
 from tests.model.video_fakes import ScriptedModel, Square, render
@@ -147,6 +150,40 @@ def test_reconditioning_re_prompts_the_object_with_its_detection() -> None:
     assert kept[16] == (True, 1.0) and {t: kept[t] for t in kept if t != 16} == {
         t: official[t] for t in official if t != 16
     }
+
+
+class SwellingModel(ScriptedModel):
+    """A scripted tracker whose masks swell by one cell around the objects they follow."""
+
+    def track(self, features: object, memory: MemoryBatch) -> TrackOutput:
+        out = super().track(features, memory)
+        swollen = torch.nn.functional.max_pool2d(out.mask_logits[:, None], 3, 1, 1)[:, 0]
+        return out._replace(mask_logits=swollen)
+
+
+def test_memory_non_overlap_keeps_a_swollen_track_out_of_its_neighbours_memory() -> None:
+    """Two red squares one cell apart: their swollen masks overlap. With `memory_non_overlap`
+    each contested pixel is remembered by one object only; officially by both."""
+    scene = (
+        Square("red", first=0, last=99, x=4, y=16),
+        Square("red", first=0, last=99, x=14, y=16),
+    )
+
+    def overlaps(non_overlap: bool) -> list[int]:
+        cfg = replace(CFG, memory_non_overlap=non_overlap)
+        tracker = VideoTracker(SwellingModel(), cfg)
+        tracker.add_concept(Concept(text="red"))
+        out = []
+        for t in range(6):
+            result = tracker.step(render(scene, t))
+            assert ids(result) == [0, 1]
+            a, b = (tracker._tracks[oid].bank._latest.features > 0 for oid in (0, 1))
+            out.append(int((a & b).sum()))
+        return out
+
+    official = overlaps(False)
+    assert official[0] == 0 and all(official[1:])  # spawned from disjoint detections
+    assert overlaps(True) == [0] * 6
 
 
 def test_live_edits_leave_other_objects_untouched() -> None:
