@@ -114,8 +114,7 @@ class RedactionSink:
                 else:
                     self.written += 1
         finally:
-            for output in self._outputs:
-                await output.aclose()
+            await _close_all(self._outputs)
 
     # --- internals ----------------------------------------------------------------------
     async def _result_for(self, frame: Frame) -> FrameTrack | None:
@@ -145,3 +144,16 @@ class RedactionSink:
             return True
         concept = self._concepts.get(concept_id) if concept_id is not None else None
         return concept is not None and concept.text in self.spec.concepts
+
+
+async def _close_all(outputs: Sequence[VideoOutput]) -> None:
+    """Close every output even when one fails (a dead RTSP push must not leave an mp4 without its
+    index); the first failure is raised once all are closed."""
+    first: Exception | None = None
+    for output in outputs:
+        try:
+            await output.aclose()
+        except Exception as error:
+            first = first or error
+    if first is not None:
+        raise first

@@ -8,6 +8,8 @@ the (grown) mask, and frames without results must be the fail-closed full-frame 
 from __future__ import annotations
 
 import threading
+import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,8 +18,10 @@ import pytest
 
 from model.types import Concept
 from streamer.engine import Engine, EngineConfig, StreamSpec
+from streamer.outputs import FileOutput, OutputError, RtspOutput
 from streamer.redact import RedactConfig, RedactStyle, redact_all
 from streamer.sinks.redaction import OnMissing, RedactionSink, RedactionSpec
+from streamer.types import Frame
 from tests.fakes import (
     COLOURS,
     CollectingWriter,
@@ -27,6 +31,7 @@ from tests.fakes import (
     eventually,
     scene,
 )
+from tests.streamer.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
 RED = np.array(COLOURS["red"], dtype=np.uint8)
@@ -148,3 +153,19 @@ async def test_bad_output_target_is_refused_before_the_stream_starts(tmp_path: P
         with pytest.raises(ValueError, match="out.avi"):
             await engine.add_stream(StreamSpec("cam", redaction=spec))
         assert not engine.sessions and not clip.closed
+
+
+async def test_a_failing_output_lets_the_others_finish_their_files(tmp_path: Path) -> None:
+    dead = RtspOutput(f"rtsp://127.0.0.1:{free_port()}/nobody")  # refused: fails at its first frame
+    out = tmp_path / "kept.mp4"
+    sink = RedactionSink(RedactionSpec(concepts=("*",)), {}, [dead, FileOutput(out)])
+    sink.stream_started(None, live=False)
+    for seq in range(6):
+        sink.offer_frame(Frame("cam", seq, seq, Fraction(1, 10), time.time_ns(), scene(seq)))
+    sink.end_input()  # no results: every frame leaves fully redacted
+
+    with pytest.raises(OutputError, match="nobody"):
+        await sink.run()
+    with av.open(str(out)) as container:  # finalised (an mp4 without its index does not open)
+        assert sum(1 for _ in container.decode(video=0)) >= 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("output-") and t.is_alive()]
