@@ -25,6 +25,7 @@ from model.types import Concept
 from streamer.channels import Overflow
 from streamer.inference import InferenceWorker, LanePolicy, Tracker
 from streamer.metrics import Metrics, StreamStats
+from streamer.outputs.base import OutputError
 from streamer.publish import Publisher
 from streamer.session import FrameSink, Session, StreamState
 from streamer.sinks.eventlog import write_event_log
@@ -229,7 +230,7 @@ class Engine:
     async def _run(self, session: Session) -> None:
         try:
             await session.run()
-        except SourceError as error:
+        except (SourceError, OutputError) as error:  # one clear line each: no traceback
             log.warning("stream %s failed: %s", session.stream_id, error)
             self.errors[session.stream_id] = error
         except Exception as error:  # a model or engine bug on this stream: the others go on

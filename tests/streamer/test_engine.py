@@ -13,9 +13,12 @@ from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import read_log
 from streamer.engine import Engine, EngineConfig, StreamNotFound, StreamSpec
+from streamer.outputs import OutputError
 from streamer.session import StreamState
+from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
 from tests.fakes import FakeSource, FakeSources, FakeTracker, eventually
+from tests.streamer.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,3 +100,17 @@ async def test_event_log_holds_every_event_in_order(tmp_path: Path) -> None:
     assert isinstance(logged[0], ev.Hello)
     assert logged[1:] == seen
     assert [e.seq for e in logged if isinstance(e, ev.FrameResult)] == list(range(9))
+
+
+async def test_a_dead_output_fails_its_stream_with_one_line_and_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    push = f"rtsp://127.0.0.1:{free_port()}/nobody"  # refused
+    spec = StreamSpec("cam", redaction=RedactionSpec(concepts=("*",), outputs=(push,)))
+    async with Engine(FakeTracker, source_factory=FakeSources(cam=FakeSource(frames=20))) as engine:
+        session = await engine.add_stream(spec)
+        await engine.join()
+    assert session.state is StreamState.FAILED
+    assert isinstance(engine.errors[session.stream_id], OutputError)
+    failed = [r for r in caplog.records if "failed" in r.getMessage() and r.name == "streamer.engine"]
+    assert failed and not any(r.exc_info for r in failed)
