@@ -7,6 +7,9 @@ starts with the first frame because the stream's size comes from it.
 Timestamps: the output time base is the first frame's; every frame's pts is rescaled to it exactly
 (a `Fraction`), so the file carries the source's timing. If pts go backwards (the source reconnected
 and its clock restarted) the rest are shifted to continue one frame after the last, and counted.
+
+Sizes: H.264 in 4:2:0 needs even sizes, so an odd last row or column is cut off (a 1-pixel side is
+repeated instead); a frame whose size differs from the first one's is scaled to it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fractions import Fraction
 import av
 import av.container
 import av.error
+import numpy as np
 
 from streamer.outputs.base import EncoderConfig, OutputError, OutputStats, OverflowPolicy
 from streamer.types import Frame
@@ -183,7 +187,7 @@ class EncodingOutput(ABC):
             clock = _PtsClock(time_base, self.encoder.fps, item.captured_ns)
             while item is not _CLOSE:
                 assert isinstance(item, Frame)
-                video = av.VideoFrame.from_ndarray(item.rgb, format="rgb24")
+                video = av.VideoFrame.from_ndarray(_even_sized(item.rgb), format="rgb24")
                 video.pts, rebased = clock.pts(item)
                 video.time_base = time_base
                 self._rebased += rebased
@@ -200,11 +204,20 @@ class EncodingOutput(ABC):
         cfg = self.encoder
         stream = container.add_stream(cfg.codec, rate=Fraction(cfg.fps).limit_denominator(1001))
         assert isinstance(stream, av.VideoStream), f"{cfg.codec} is not a video codec"
-        stream.width, stream.height = first.width & ~1, first.height & ~1  # 4:2:0 needs even sizes
+        stream.height, stream.width = _even_sized(first.rgb).shape[:2]
         stream.pix_fmt = cfg.pix_fmt
         stream.codec_context.time_base = time_base
         stream.codec_context.options = cfg.codec_options()
         return stream
+
+
+def _even_sized(rgb: np.ndarray) -> np.ndarray:
+    """H x W x 3 -> the even size that 4:2:0 needs, pixel for pixel: an odd last row or column is
+    cut off, and a side of 1 pixel is repeated to 2 (cutting it would leave nothing to encode)."""
+    h, w = rgb.shape[:2]
+    rgb = rgb[: max(1, h & ~1), : max(1, w & ~1)]
+    rgb = np.pad(rgb, ((0, int(h == 1)), (0, int(w == 1)), (0, 0)), mode="edge")
+    return np.ascontiguousarray(rgb)  # even H x even W x 3
 
 
 class _PtsClock:

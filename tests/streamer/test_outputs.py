@@ -85,6 +85,33 @@ async def test_frames_without_pts_use_the_capture_clock_and_odd_sizes_are_evened
     assert np.diff(seconds) == pytest.approx([0.05] * 4, abs=2e-3)
 
 
+@pytest.mark.parametrize(("size", "even"), [((1, 1), (2, 2)), ((3, 1), (2, 2)), ((1, 6), (2, 6))])
+async def test_one_pixel_sides_are_repeated_not_cut_to_nothing(
+    tmp_path: Path, size: tuple[int, int], even: tuple[int, int]
+) -> None:
+    path = tmp_path / "thin.mp4"
+    output = FileOutput(path)
+    for i in range(3):
+        await output.send(make_frame(i, pts=i, time_base=Fraction(1, 30), size=size))
+    await output.aclose()
+    _, levels, written = read_back(path)
+    assert written == even
+    assert [abs(level - level_of(i)) <= 3 for i, level in enumerate(levels)] == [True] * 3
+
+
+async def test_an_odd_last_row_and_column_are_cut_off_not_blended_in(tmp_path: Path) -> None:
+    rgb = np.zeros((17, 33, 3), dtype=np.uint8)
+    rgb[-1, :] = rgb[:, -1] = 255  # the odd row and column: bright, all else black
+    path = tmp_path / "odd.mp4"
+    output = FileOutput(path)
+    await output.send(Frame("cam", 0, 0, Fraction(1, 30), time.time_ns(), rgb))
+    await output.aclose()
+    with av.open(str(path)) as container:
+        image = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert image.shape == (16, 32, 3)
+    assert image.max() < 40  # scaling 33 -> 32 would smear the bright column into the last one
+
+
 async def test_block_policy_applies_back_pressure_without_loss(tmp_path: Path) -> None:
     path = tmp_path / "slow.mp4"
     output = FileOutput(path, queue_size=1, policy=OverflowPolicy.BLOCK)
