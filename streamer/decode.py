@@ -1,7 +1,9 @@
 """Pure image plumbing between the decoder and the model: no I/O, no state.
 
-* `to_rgb(frame, size)`: an `av.VideoFrame` -> H x W x 3 uint8 RGB, optionally scaled in the same
-  swscale pass (cheaper than decoding at full size and resizing after).
+* `to_rgb(frame, size)`: an `av.VideoFrame` -> H x W x 3 uint8 RGB, upright (turned as the file's
+  display matrix says: phones record portrait video as landscape plus a rotation), optionally
+  scaled in the same swscale pass (cheaper than decoding at full size and resizing after).
+* `upright_size(frame)`: the (width, height) that `to_rgb` returns without scaling.
 * `resize(rgb, size)`: area-averaging down, bilinear up.
 * `letterbox(rgb, side)` -> `Letterboxed`: fit inside side x side keeping the aspect ratio, pad the
   rest; `Letterboxed.unletterbox(mask)` maps a model-size mask back to the source frame.
@@ -17,11 +19,29 @@ import numpy as np
 
 
 def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decoded frame -> H x W x 3 uint8 RGB, C-contiguous; `size` is (width, height)."""
-    if size is not None and (frame.width, frame.height) != size:
-        frame = frame.reformat(width=size[0], height=size[1], format="rgb24")
-    rgb = frame.to_ndarray(format="rgb24")  # H x W x 3
+    """Decoded frame -> H x W x 3 uint8 RGB, upright, C-contiguous; `size` is the upright
+    (width, height)."""
+    turns = _quarter_turns(frame)
+    if size is not None:
+        coded = size if turns % 2 == 0 else (size[1], size[0])  # the size before turning
+        if (frame.width, frame.height) != coded:
+            frame = frame.reformat(width=coded[0], height=coded[1], format="rgb24")
+    rgb = frame.to_ndarray(format="rgb24")  # H x W x 3, as coded
+    if turns:
+        rgb = np.rot90(rgb, turns)  # counterclockwise quarter turns; H and W swap when odd
     return np.ascontiguousarray(rgb)
+
+
+def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) of the frame as it is meant to be seen (after its display rotation)."""
+    if _quarter_turns(frame) % 2:
+        return frame.height, frame.width
+    return frame.width, frame.height
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counterclockwise quarter turns of the frame's display matrix, 0..3 (0 without one)."""
+    return round(frame.rotation / 90) % 4
 
 
 def resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -19,7 +19,7 @@ import av
 import av.container
 import av.error
 
-from streamer.decode import to_rgb
+from streamer.decode import to_rgb, upright_size
 from streamer.sources.base import SourceError
 from streamer.sources.handoff import HandoffPolicy
 from streamer.sources.pyav_io import av_reason, decoded_frames, make_info, video_stream
@@ -74,7 +74,7 @@ class FileSource(ThreadedSource):
                 index = 0
                 for frame in decoded_frames(container, stream, out):
                     if first_pass and index == 0:
-                        size = cfg.size or (frame.width, frame.height)
+                        size = cfg.size or upright_size(frame)
                         out.info(make_info(self.path, stream, size, live=cfg.realtime))
                         out.status(SourceState.LIVE)
                     pts = frame.pts if frame.pts is not None else index * frame_step

@@ -30,6 +30,7 @@ import av.container
 import av.error
 
 from protocols.redact import redact_url
+from streamer.decode import upright_size
 from streamer.sources.base import SourceError
 from streamer.sources.handoff import HandoffPolicy
 from streamer.sources.pyav_io import (
@@ -210,7 +211,7 @@ class RtspSource(ThreadedSource):
         now: float,
     ) -> None:
         """First frame on a connection: info, then the gap (after a reconnect), then LIVE."""
-        size = self.config.size or (frame.width, frame.height)
+        size = self.config.size or upright_size(frame)
         out.info(make_info(self.safe_url, stream, size, live=True))
         if reconnected and last_frame_at is not None:
             out.reconnects += 1

@@ -15,6 +15,7 @@ import av
 import av.container
 import av.error
 
+from streamer.decode import upright_size
 from streamer.sources.base import SourceError
 from streamer.sources.handoff import HandoffPolicy
 from streamer.sources.pyav_io import (
@@ -79,7 +80,7 @@ class WebcamSource(ThreadedSource):
             announced = False
             for frame in decoded_frames(container, stream, out):
                 if not announced:
-                    size = cfg.size or (frame.width, frame.height)
+                    size = cfg.size or upright_size(frame)
                     out.info(make_info(self.device, stream, size, live=True))
                     out.status(SourceState.LIVE)
                     announced = True

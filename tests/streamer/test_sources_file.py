@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from streamer.sources import FileConfig, FileSource, HandoffPolicy, SourceError, open_source
@@ -119,3 +122,39 @@ async def test_size_option_scales_frames(clips: Clips) -> None:
     frames = await read_all(source, limit=2)  # type: ignore[arg-type]
     assert frames[0].rgb.shape == (64, 80, 3)
     assert source.info is not None and (source.info.width, source.info.height) == (80, 64)
+
+
+def portrait_phone_clip(path: Path, frames: int = 3) -> Path:
+    """A 64 x 32 landscape H.264 mp4 whose track matrix says 'turn 90 degrees clockwise', as phones
+    store portrait video: left half red, right half blue as coded, so red is on top when upright."""
+    rgb = np.zeros((32, 64, 3), dtype=np.uint8)
+    rgb[:, :32] = (255, 0, 0)
+    rgb[:, 32:] = (0, 0, 255)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = bytearray(path.read_bytes())
+    tkhd = data.find(b"tkhd") - 4  # version 0 box: the 3 x 3 matrix sits 48 bytes in
+    matrix = (0, 0x10000, 0, -0x10000 & 0xFFFFFFFF, 0, 0, 0, 0, 0x40000000)
+    data[tkhd + 48 : tkhd + 84] = struct.pack(">9I", *matrix)
+    path.write_bytes(bytes(data))
+    return path
+
+
+async def test_rotated_phone_video_comes_out_upright(tmp_path: Path) -> None:
+    clip = portrait_phone_clip(tmp_path / "portrait.mp4")
+    source = FileSource(clip)
+    frames = await read_all(source)
+    assert len(frames) == 3
+    assert source.info is not None and (source.info.width, source.info.height) == (32, 64)
+    top, bottom = frames[0].rgb[8, 16], frames[0].rgb[56, 16]
+    assert frames[0].rgb.shape == (64, 32, 3)
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]  # red on top, blue below
+
+    scaled = await read_all(FileSource(clip, config=FileConfig(size=(16, 32))))
+    assert scaled[0].rgb.shape == (32, 16, 3)  # `size` is the upright size
