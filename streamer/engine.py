@@ -172,7 +172,8 @@ class Engine:
         if spec.redaction is not None:
             sinks.append(self._redaction_factory(spec.redaction, concepts))
         sinks += [s for tap in self.frame_taps if (s := tap(spec, stream_id, concepts)) is not None]
-        source = source if source is not None else self._source_factory(spec, stream_id)
+        if source is None:  # opening may read a file's header or resolve a host: off the loop
+            source = await asyncio.to_thread(self._source_factory, spec, stream_id)
         tracker = await self.worker.call(self._tracker_factory)
         lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
         stats = StreamStats(stream_id, self.metrics)

@@ -5,6 +5,8 @@
 * `loop=True` starts again at the end, shifting pts so they keep increasing across loops.
 * The hand-off blocks by default (`HandoffPolicy.BLOCK`): no frame is lost, decoding never runs more
   than `queue_size` frames ahead. Pass `policy=HandoffPolicy.LATEST` to drop instead when behind.
+* The constructor opens the file once to check it: a folder, an empty file, one FFmpeg cannot read
+  or one without a video stream raises `SourceError` there, before any stream starts.
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ class FileSource(ThreadedSource):
             stream_id=stream_id, policy=self.config.policy, capacity=self.config.queue_size
         )
         self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise SourceError(f"{self.path} is a folder, not a video file")
         if not os.path.isfile(self.path):
             raise SourceError(f"video file not found: {self.path}")
+        if os.path.getsize(self.path) == 0:
+            raise SourceError(f"video file {self.path} is empty (0 bytes)")
+        self._open().close()  # unreadable, or no video: refused now, not once the stream runs
 
     def _describe(self) -> str:
         return f"file {self.path}"

@@ -245,6 +245,9 @@ def test_bad_inputs_end_with_one_clear_line(tmp_path: Path) -> None:
     assert "unsupported" in line
     line = one_line_error(streamer("run", str(tmp_path / "missing.mp4"), "--prompt", "person", "--model", "tiny"))
     assert "missing.mp4" in line
+    (tmp_path / "empty.mp4").touch()
+    result = streamer("run", str(tmp_path / "empty.mp4"), "--prompt", "person", "--model", "tiny")
+    assert result.returncode == 2 and "empty.mp4 is empty" in one_line_error(result)
     bad = tmp_path / "weights.safetensors"
     bad.write_bytes(b"\x00" * 64)
     line = one_line_error(streamer("run", "synthetic://64x48@5", "--prompt", "x", "--checkpoint", str(bad)))

@@ -107,14 +107,35 @@ async def test_aclose_mid_file_stops_a_blocked_decoder(clips: Clips) -> None:
     assert [f async for f in source] == []
 
 
-async def test_missing_and_broken_files_fail_with_a_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="video file not found: .*nope.mp4"):
-        open_source(str(tmp_path / "nope.mp4"))
-    junk = tmp_path / "junk.mp4"
+def audio_only_clip(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16_000)
+        for i in range(4):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 16_000, i * 1024
+            container.mux(stream.encode(samples))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_missing_and_broken_files_are_refused_at_once_with_a_clear_line(tmp_path: Path, clips: Clips) -> None:
+    junk, empty, truncated = tmp_path / "junk.mp4", tmp_path / "empty.mp4", tmp_path / "cut.mp4"
     junk.write_bytes(b"this is not a video" * 100)
-    source = open_source(str(junk))
-    with pytest.raises(SourceError, match="cannot open video file .*junk.mp4"):
-        await read_all(source)  # type: ignore[arg-type]
+    empty.touch()
+    whole = clips.mp4.read_bytes()  # its index (moov) is at the end: gone with the second half
+    truncated.write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "folder.mp4").mkdir()
+    cases = [
+        (tmp_path / "nope.mp4", "video file not found: .*nope.mp4"),
+        (tmp_path / "folder.mp4", "folder.mp4 is a folder, not a video file"),
+        (empty, "empty.mp4 is empty"),
+        (junk, "cannot open video file .*junk.mp4: Invalid data"),
+        (truncated, "cannot open video file .*cut.mp4"),
+        (audio_only_clip(tmp_path / "voice.m4a"), "voice.m4a has no video stream"),
+    ]
+    for path, message in cases:
+        with pytest.raises(SourceError, match=message):
+            open_source(str(path))
 
 
 async def test_size_option_scales_frames(clips: Clips) -> None:
