@@ -155,3 +155,20 @@ def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
         limit = min(max_area, int(foreground.sum()) // 2)
         out[i][foreground & (_component_areas(foreground) <= limit)] = -0.1
     return torch.from_numpy(out).to(device=logits.device, dtype=logits.dtype)
+
+
+def drop_sprinkles(masks: torch.Tensor, max_area: int) -> torch.Tensor:
+    """(N, H, W) bool -> the masks without stray components: foreground components of area
+    <= min(max_area, area // 2), but never a mask's largest one (`fill_holes`' second half).
+
+    For geometry: one stray pixel far from an object would stretch its box across the frame.
+    """
+    if max_area <= 0 or masks.shape[0] == 0:
+        return masks
+    host = masks.detach().cpu().numpy()
+    out = host.copy()
+    for i, mask in enumerate(host):
+        areas = _component_areas(mask)
+        limit = min(max_area, int(mask.sum()) // 2)
+        out[i] &= (areas > limit) | (areas == areas.max())
+    return torch.from_numpy(out).to(masks.device)

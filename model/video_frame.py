@@ -30,6 +30,7 @@ from model.frame_model import FrameDetections, FrameModel, TrackOutput, eff_iou_
 from model.lifecycle import Lifecycle, Track
 from model.mask_rules import (
     NO_OBJECT_LOGIT,
+    drop_sprinkles,
     fill_holes,
     hidden_by_lookalikes,
     memory_non_overlap,
@@ -92,6 +93,11 @@ def run_frame(
     with _timed(timings, "detect"):
         dets = keep_detections(model.mask_size, model.device, cfg, st.concepts, raw)
     det_bin = dets.logits > 0
+    det_shapes = (  # what anchors see of each detection: its box without stray pixels
+        drop_sprinkles(det_bin, cfg.fill_hole_area)
+        if cfg.reanchor_after > 0 or cfg.hotstart_revive_frames > 0
+        else det_bin
+    )
     prop_logits = fill_holes(prop.mask_logits, cfg.fill_hole_area)  # M x m x m
     trk_bin = prop_logits > 0
     groups = torch.tensor(
@@ -122,7 +128,7 @@ def run_frame(
         )
         new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
-            update_anchors(propagated, assoc, det_bin, dets.groups, t, cfg.trk_assoc_iou_thresh)
+            update_anchors(propagated, assoc, det_shapes, dets.groups, t, cfg.trk_assoc_iou_thresh)
         if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
             lost = {
                 i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())
@@ -133,19 +139,19 @@ def run_frame(
         elif cfg.reanchor_after > 0:  # objects no detection matched lately, near where they are
             confident = dets.scores >= dets.new_min
             regained = reanchor_lost(
-                cfg, propagated, t, assoc, det_bin, dets.groups, confident, new_dets
+                cfg, propagated, t, assoc, det_shapes, dets.groups, confident, new_dets
             )
         else:
             regained = {}
         for i, d in regained.items():
-            confirm(propagated[i], t, masks_to_boxes(det_bin[d][None])[0])
+            confirm(propagated[i], t, masks_to_boxes(det_shapes[d][None])[0])
         new_dets = [d for d in new_dets if d not in regained.values()]
         new_dets = list(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
         )
         revived = {}  # detection -> dormant object it brings back
         if life.dormant and not st.after_gap:
-            pairs = revive(cfg, life.dormant_tracks, t, det_bin, dets.groups, new_dets)
+            pairs = revive(cfg, life.dormant_tracks, t, det_shapes, dets.groups, new_dets)
             revived = {d: oid for oid, d in pairs.items()}
         ids = [tr.object_id for tr in propagated]
         unmatched = assoc.trk_unmatched.clone()
@@ -192,7 +198,7 @@ def run_frame(
     # --- spawn new objects from unmatched confident detections ---------------------------------
     spawned: list[Track] = []
     for d in new_dets:
-        box = masks_to_boxes(det_bin[d][None])[0]
+        box = masks_to_boxes(det_shapes[d][None])[0]
         track = life.spawn(
             revived.get(d), int(dets.groups[d]), t, float(dets.scores[d]), box, st.caps, st.clock_s
         )

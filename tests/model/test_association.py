@@ -15,8 +15,10 @@ from model.association import (
     mask_nms,
     update_hotstart,
 )
+from model.box_ops import masks_to_boxes
 from model.mask_rules import (
     NEVER_OCCLUDED,
+    drop_sprinkles,
     fill_holes,
     hidden_by_lookalikes,
     memory_non_overlap,
@@ -274,3 +276,15 @@ def test_fill_holes_and_sprinkles() -> None:
     assert torch.equal(fill_holes(tiny, 16), tiny)
     assert torch.equal(fill_holes(logits[None], 0), logits[None])
     assert fill_holes(torch.zeros(0, 16, 16), 16).shape == (0, 16, 16)
+
+
+def test_drop_sprinkles_keeps_the_object_and_its_box() -> None:
+    masks = stack(box_mask(2, 2, 6, 6), box_mask(8, 8, 10, 9), box_mask(0, 0, 1, 1))
+    masks[0, 15, 15] = True  # a stray pixel would stretch the box to the corner
+    masks[1, 0, 0] = masks[1, 0, 1] = True  # two parts of 2 pixels: the largest never goes
+    out = drop_sprinkles(masks, max_area=16)
+    assert torch.equal(masks_to_boxes(out[:1]), masks_to_boxes(box_mask(2, 2, 6, 6)[None]))
+    assert torch.equal(out[1], masks[1])
+    assert torch.equal(out[2], masks[2])  # a whole 1-pixel object is kept
+    assert torch.equal(drop_sprinkles(masks, 0), masks)
+    assert drop_sprinkles(stack(), 16).shape == (0, 16, 16)
