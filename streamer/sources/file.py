@@ -5,8 +5,9 @@
 * `loop=True` starts again at the end, shifting pts so they keep increasing across loops.
 * The hand-off blocks by default (`HandoffPolicy.BLOCK`): no frame is lost, decoding never runs more
   than `queue_size` frames ahead. Pass `policy=HandoffPolicy.LATEST` to drop instead when behind.
-* The constructor opens the file once to check it: a folder, an empty file, one FFmpeg cannot read
-  or one without a video stream raises `SourceError` there, before any stream starts.
+* The constructor opens the file once to check it: a folder, an empty file, one FFmpeg cannot read,
+  one without a video stream or without a decoder for it raises `SourceError` there, before any
+  stream starts.
 """
 
 from __future__ import annotations
@@ -108,9 +109,11 @@ class FileSource(ThreadedSource):
             container = av.open(self.path)
         except av.error.FFmpegError as e:
             raise SourceError(f"cannot open video file {self.path}: {av_reason(e)}") from None
-        if video_stream(container) is None:
+        stream = video_stream(container)
+        if stream is None or stream.codec_context is None:
             container.close()
-            raise SourceError(f"{self.path} has no video stream")
+            what = "has no video stream" if stream is None else "has video FFmpeg has no decoder for"
+            raise SourceError(f"{self.path} {what}")
         return container
 
     def _pace(

@@ -125,6 +125,8 @@ def test_missing_and_broken_files_are_refused_at_once_with_a_clear_line(tmp_path
     whole = clips.mp4.read_bytes()  # its index (moov) is at the end: gone with the second half
     truncated.write_bytes(whole[: len(whole) // 2])
     (tmp_path / "folder.mp4").mkdir()
+    unknown = tmp_path / "unknown.mkv"  # an H.264 mkv whose codec id no decoder claims
+    unknown.write_bytes(clips.mkv.read_bytes().replace(b"V_MPEG4/ISO/AVC", b"V_ZZZZZ/ISO/ZZZ"))
     cases = [
         (tmp_path / "nope.mp4", "video file not found: .*nope.mp4"),
         (tmp_path / "folder.mp4", "folder.mp4 is a folder, not a video file"),
@@ -132,6 +134,7 @@ def test_missing_and_broken_files_are_refused_at_once_with_a_clear_line(tmp_path
         (junk, "cannot open video file .*junk.mp4: Invalid data"),
         (truncated, "cannot open video file .*cut.mp4"),
         (audio_only_clip(tmp_path / "voice.m4a"), "voice.m4a has no video stream"),
+        (unknown, "unknown.mkv has video FFmpeg has no decoder for"),
     ]
     for path, message in cases:
         with pytest.raises(SourceError, match=message):
