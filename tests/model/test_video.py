@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from model.config import VideoConfig
-from model.frame_model import TrackOutput
+from model.frame_model import FrameDetections, TrackOutput
 from model.memory_bank import MemoryBatch
 from model.types import Concept, EndReason, FrameTrack, ObjectState, PointPrompt
 from model.video import VideoTracker
@@ -47,7 +48,9 @@ def test_ids_follow_objects_and_are_never_reused() -> None:
     # object 1 leaves at frame 20 and ends as lost once unseen for longer than 0.2 s
     assert ids(results[20]) == [0, 2]
     lost = [(t, e) for t, r in enumerate(results) for e in r.ended]
-    assert lost == [(26, lost[0][1])]  # last seen at 19; 7 frames > 0.2 s and lost[0][1].object_id == 1
+    assert lost == [
+        (26, lost[0][1])
+    ]  # last seen at 19; 7 frames > 0.2 s and lost[0][1].object_id == 1
     assert lost[0][1].reason is EndReason.LOST
     assert tracker.object_ids == (0, 2)
     # each object keeps one concept and its mask moves with its square
@@ -307,6 +310,37 @@ def test_reanchoring_takes_back_a_detection_its_swollen_mask_swallowed() -> None
     anchored = follow(1)  # re-anchored on the red detection every time it swells
     assert all(ids(r) == [0] for r in anchored) and not any(r.ended for r in anchored)
     assert all(r.objects[0].box_xyxy == red_box for r in anchored[11:])
+
+
+class SprinkledModel(ScriptedModel):
+    """A scripted detector whose masks gain a stray pixel in the top-right corner from frame
+    `first` on, as a small detector's masks sometimes do."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__()
+        self.first, self.frame = first, -1
+
+    def detect(self, features: object, concepts: Sequence[object]) -> list[FrameDetections]:
+        self.frame += 1
+        out = super().detect(features, concepts)
+        if self.frame >= self.first:
+            for dets in out:
+                dets.mask_logits[:, 0, self.mask_size - 1] = 8.0
+        return out
+
+
+def test_reanchoring_ignores_stray_pixels_of_a_detection() -> None:
+    """As the drift test above, but once the tracker has slid off, the red detection carries a
+    stray pixel across the frame: its box would span the frame and be judged far."""
+    scene = (
+        Square("green", first=20, last=99, x=-40, y=14, vx=2.0, size=12),
+        Square("red", first=0, last=99, x=24, y=16),
+    )
+    tracker = VideoTracker(SprinkledModel(first=30), replace(CFG, reanchor_after=1))
+    tracker.add_concept(Concept(text="red"))
+    results = [tracker.step(render(scene, t)) for t in range(44)]
+    assert [e.object_id for r in results for e in r.started] == [0]
+    assert all(ids(r) == [0] for r in results[37:])
 
 
 def test_finish_and_bad_input() -> None:
