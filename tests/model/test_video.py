@@ -48,9 +48,8 @@ def test_ids_follow_objects_and_are_never_reused() -> None:
     # object 1 leaves at frame 20 and ends as lost once unseen for longer than 0.2 s
     assert ids(results[20]) == [0, 2]
     lost = [(t, e) for t, r in enumerate(results) for e in r.ended]
-    assert lost == [
-        (26, lost[0][1])
-    ]  # last seen at 19; 7 frames > 0.2 s and lost[0][1].object_id == 1
+    # last seen at 19: 7 frames > 0.2 s
+    assert lost == [(26, lost[0][1])] and lost[0][1].object_id == 1
     assert lost[0][1].reason is EndReason.LOST
     assert tracker.object_ids == (0, 2)
     # each object keeps one concept and its mask moves with its square
