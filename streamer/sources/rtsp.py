@@ -12,6 +12,9 @@ What FFmpeg does on its own, and what this file adds (measured facts in referenc
   `SourceError` at once; transient ones (refused, 404, timeouts, hang-ups) are retried, forever by
   default, or `max_attempts` consecutive times.
 * Credentials never reach logs, errors or `SourceInfo.url`: only `redact_url(url)` is ever printed.
+* A URL that turns out to be a finite clip (FFmpeg knows its duration: an mp4 over HTTP, a VOD
+  RTSP mount) is read like a file: not live, no frame dropped, and it ends at its end instead of
+  starting over; after a dropped connection the frames already delivered are skipped.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class RtspSource(ThreadedSource):
                 f"(expected one of {', '.join(sorted(NETWORK_SCHEMES))})"
             )
         self._rng = random.Random()
+        self._finite = False  # decided at the first connection: a clip with a duration, not a feed
+        self._last_pts: int | None = None  # finite clips: the newest pts delivered
 
     def _describe(self) -> str:
         return self.safe_url
@@ -108,7 +113,7 @@ class RtspSource(ThreadedSource):
         out.status(SourceState.CONNECTING)
         while True:
             try:
-                container = self._connect()
+                container = self._connect(first=last_frame_at is None)
             except _Permanent as e:
                 raise SourceError(f"{self.safe_url}: {e}") from None
             except av.error.FFmpegError as e:
@@ -125,9 +130,11 @@ class RtspSource(ThreadedSource):
                 out.sleep(delay)
                 continue
             try:
-                last_frame_at, stalled, got_frames = self._read(container, out, last_frame_at)
+                last_frame_at, stalled, got_frames, complete = self._read(container, out, last_frame_at)
             finally:
                 container.close()
+            if complete:
+                return
             if got_frames:
                 failures = 0
             else:  # connected but nothing came through: counts as a failed attempt
@@ -137,11 +144,24 @@ class RtspSource(ThreadedSource):
             out.status(SourceState.RECONNECTING)
             out.sleep(backoff_delay(max(1, failures), self.config, self._rng))
 
-    def _connect(self) -> av.container.InputContainer:
+    def _connect(self, *, first: bool) -> av.container.InputContainer:
+        """Open the URL; on the `first` connection, one that has a duration is a clip, not a feed,
+        and is opened again as a clip."""
+        container = self._open()
+        if first and not self._finite and container.duration:
+            self._finite = True
+            self._handoff.policy = HandoffPolicy.BLOCK  # before its first frame: lose none
+            container.close()
+            container = self._open()
+        return container
+
+    def _open(self) -> av.container.InputContainer:
         """Resolve, open and check for a video stream; FFmpegError for transient failures."""
         self._resolve_host()
         cfg = self.config
-        options = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "1000000"}
+        options = {"flags": "low_delay", "analyzeduration": "1000000"}
+        if not self._finite:  # drops what is read while probing: less latency, but a clip's start
+            options["fflags"] = "nobuffer"
         if urlsplit(self._url).scheme.lower().startswith("rtsp"):
             options["rtsp_transport"] = cfg.transport
         try:
@@ -171,8 +191,9 @@ class RtspSource(ThreadedSource):
 
     def _read(
         self, container: av.container.InputContainer, out: Producer, last_frame_at: float | None
-    ) -> tuple[float | None, bool, bool]:
-        """Decode until the connection ends -> (last frame time, stalled?, any frame?)."""
+    ) -> tuple[float | None, bool, bool, bool]:
+        """Decode until the connection ends -> (last frame time, stalled?, any frame?, a finite
+        clip read to its end?)."""
         stream = video_stream(container)
         assert stream is not None
         stream.thread_type = "SLICE"  # frame threading would add a frame of latency per thread
@@ -180,26 +201,32 @@ class RtspSource(ThreadedSource):
         reconnected = last_frame_at is not None
         got_frames = False
         last_packet_at = time.monotonic()
+        # a finite clip waits for the consumer between packets: that is not a stall
+        watchdog = None if self._finite else self.config.stall_timeout_s
         try:
-            for frame in decoded_frames(container, stream, out, self.config.stall_timeout_s):
+            for frame in decoded_frames(container, stream, out, watchdog):
                 now = time.monotonic()
                 last_packet_at = now
+                if self._finite and _seen(frame.pts, self._last_pts):
+                    continue  # delivered before the connection dropped
                 if not got_frames:
                     got_frames = True
                     self._announce(out, frame, stream, reconnected, last_frame_at, now)
                 frame_to_producer(out, frame, self.config.size, time_base)
-                last_frame_at = now
+                last_frame_at, self._last_pts = now, frame.pts
         except Stalled as e:
             log.warning("%s: connection lost (stalled: %s)", self.safe_url, e)
-            return last_frame_at, True, got_frames
+            return last_frame_at, True, got_frames, False
         except av.error.FFmpegError as e:
             silent = time.monotonic() - last_packet_at
             stalled = silent >= 0.9 * self.config.stall_timeout_s
             what = f"stalled: no packet for {silent:.1f} s" if stalled else av_reason(e)
             log.warning("%s: connection lost (%s)", self.safe_url, what)
-            return last_frame_at, stalled, got_frames
+            return last_frame_at, stalled, got_frames, False
+        if self._finite:
+            return last_frame_at, False, got_frames, True
         log.warning("%s: server ended the stream", self.safe_url)
-        return last_frame_at, False, got_frames
+        return last_frame_at, False, got_frames, False
 
     def _announce(
         self,
@@ -212,10 +239,15 @@ class RtspSource(ThreadedSource):
     ) -> None:
         """First frame on a connection: info, then the gap (after a reconnect), then LIVE."""
         size = self.config.size or upright_size(frame)
-        out.info(make_info(self.safe_url, stream, size, live=True))
+        out.info(make_info(self.safe_url, stream, size, live=not self._finite))
         if reconnected and last_frame_at is not None:
             out.reconnects += 1
             gap = now - last_frame_at
             log.info("%s: reconnected after a %.2f s gap", self.safe_url, gap)
-            out.gap(gap)
+            if not self._finite:  # a clip goes on where it was: nothing was missed
+                out.gap(gap)
         out.status(SourceState.LIVE)
+
+
+def _seen(pts: int | None, last: int | None) -> bool:
+    return pts is not None and last is not None and pts <= last
