@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
+from protocols.redact import redact_url
 from streamer.sources.base import Source, SourceError, SourceStats
 from streamer.sources.file import FileConfig, FileSource
 from streamer.sources.handoff import HandoffPolicy
@@ -60,7 +61,10 @@ def open_source(
     (the synthetic source is always paced); `rtsp` configures network streams.
     """
     text = url_or_path.strip()
-    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    try:
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    except ValueError as e:  # an unbalanced '[' in the host
+        raise SourceError(f"{redact_url(text)}: not a valid URL ({e})") from None
     if scheme in NETWORK_SCHEMES:
         config = rtsp or RtspConfig()
         if size is not None:

@@ -92,7 +92,13 @@ class RtspSource(ThreadedSource):
         )
         self._url = url
         self.safe_url = redact_url(url)
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            parts = urlsplit(url)
+            scheme, port = parts.scheme, parts.port  # ValueError unless the port is 0..65535
+        except ValueError as e:
+            raise SourceError(f"{self.safe_url}: not a valid URL ({e})") from None
+        if port == 0:
+            raise SourceError(f"{self.safe_url}: not a valid URL (port 0)")
         if scheme not in NETWORK_SCHEMES:
             raise SourceError(
                 f"{self.safe_url}: unsupported scheme {scheme!r} for a network stream "

@@ -142,6 +142,15 @@ async def test_bad_scheme_fails_at_once() -> None:
         RtspSource("mms://camera.local/stream")
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "0", "abc"])
+async def test_a_bad_port_fails_at_once_without_credentials(port: str) -> None:
+    with pytest.raises(SourceError, match="not a valid URL") as info:
+        open_source(f"rtsp://admin:hunter2@camera.local:{port}/stream")
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(SourceError, match=r"rtsp://\[::1/x: not a valid URL \(Invalid IPv6 URL\)"):
+        open_source("rtsp://admin:hunter2@[::1/x")
+
+
 async def test_unresolvable_host_fails_quickly_with_a_clear_line() -> None:
     source = RtspSource("rtsp://admin:hunter2@no-such-camera.invalid/stream")
     started = time.monotonic()
