@@ -104,6 +104,7 @@ class RtspSource(ThreadedSource):
                 f"{self.safe_url}: unsupported scheme {scheme!r} for a network stream "
                 f"(expected one of {', '.join(sorted(NETWORK_SCHEMES))})"
             )
+        self._url = scheme + url[len(scheme) :]  # FFmpeg knows 'rtsp', not 'RTSP'
         self._rng = random.Random()
         self._finite = False  # decided at the first connection: a clip with a duration, not a feed
         self._last_pts: int | None = None  # finite clips: the newest pts delivered

@@ -162,6 +162,13 @@ async def test_unresolvable_host_fails_quickly_with_a_clear_line() -> None:
     assert "hunter2" not in message and "admin" not in message
 
 
+async def test_an_upper_case_scheme_reaches_the_server() -> None:
+    source = open_source(f"RTSP://127.0.0.1:{free_port()}/test", rtsp=RtspConfig(max_attempts=1))
+    assert isinstance(source, RtspSource)
+    with pytest.raises(SourceError, match=r"Connection refused"):  # not FFmpeg's 'Protocol not found'
+        await take(source, 1)
+
+
 async def test_refused_connection_gives_up_after_max_attempts() -> None:
     config = RtspConfig(max_attempts=3, backoff_initial_s=0.05)
     source = RtspSource(f"rtsp://127.0.0.1:{free_port()}/test", config=config)
