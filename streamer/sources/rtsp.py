@@ -50,6 +50,7 @@ from streamer.types import SourceState
 log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "http", "https"})
+LISTENING_SCHEMES = frozenset({"udp", "rtp", "srt"})  # without a host: receive on a local port
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,8 @@ class RtspSource(ThreadedSource):
     def _resolve_host(self) -> None:
         parts = urlsplit(self._url)
         host = parts.hostname
+        if not host and parts.scheme in LISTENING_SCHEMES:
+            return  # udp://@:5000 listens on every interface: nothing to resolve
         if not host:
             raise _Permanent("no host in the URL")
         try:
