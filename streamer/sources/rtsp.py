@@ -120,6 +120,7 @@ class RtspSource(ThreadedSource):
         last_frame_at: float | None = None  # monotonic time of the newest frame, across reconnects
         out.status(SourceState.CONNECTING)
         while True:
+            started = time.monotonic()
             try:
                 container = self._connect(first=last_frame_at is None)
             except _Permanent as e:
@@ -127,6 +128,9 @@ class RtspSource(ThreadedSource):
             except av.error.FFmpegError as e:
                 failures += 1
                 reason = av_reason(e)
+                if time.monotonic() - started >= 0.9 * self.config.open_timeout_s:
+                    # FFmpeg words its own timeout as 'Invalid data' or 'Immediate exit requested'
+                    reason = f"no answer within {self.config.open_timeout_s:g} s"
                 attempts = self.config.max_attempts
                 if attempts is not None and failures >= attempts:
                     plural = "s" if failures != 1 else ""

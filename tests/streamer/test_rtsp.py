@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 import pytest
@@ -181,6 +182,16 @@ async def test_refused_connection_gives_up_after_max_attempts() -> None:
 
 
 @pytest.mark.slow
+async def test_a_server_that_never_answers_is_named_a_timeout() -> None:
+    with socket.socket() as silent:  # the kernel accepts the connection; nothing ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/test"
+        source = RtspSource(url, config=RtspConfig(open_timeout_s=0.5, max_attempts=1))
+        with pytest.raises(SourceError, match=r"no answer within 0.5 s \(gave up after 1 attempt\)"):
+            await take(source, 1)  # was: 'Invalid data found when processing input'
+
+
 async def test_unknown_path_is_a_404_error_after_max_attempts(rtsp_server: RtspServer) -> None:
     config = RtspConfig(max_attempts=2, backoff_initial_s=0.05)
     source = RtspSource(rtsp_server.url("/no-such-path"), config=config)
