@@ -100,6 +100,8 @@ class RtspSource(ThreadedSource):
             raise SourceError(f"{self.safe_url}: not a valid URL ({e})") from None
         if port == 0:
             raise SourceError(f"{self.safe_url}: not a valid URL (port 0)")
+        if not parts.hostname and scheme not in LISTENING_SCHEMES:
+            raise SourceError(f"{self.safe_url}: no host in the URL")
         if scheme not in NETWORK_SCHEMES:
             raise SourceError(
                 f"{self.safe_url}: unsupported scheme {scheme!r} for a network stream "

@@ -152,6 +152,12 @@ async def test_a_bad_port_fails_at_once_without_credentials(port: str) -> None:
         open_source("rtsp://admin:hunter2@[::1/x")
 
 
+@pytest.mark.parametrize("url", ["http://", "rtsp://", "rtsp://:554/x", "rtmp:///live"])
+async def test_no_host_fails_at_once(url: str) -> None:
+    with pytest.raises(SourceError, match="no host in the URL"):
+        open_source(url)
+
+
 async def test_unresolvable_host_fails_quickly_with_a_clear_line() -> None:
     source = RtspSource("rtsp://admin:hunter2@no-such-camera.invalid/stream")
     started = time.monotonic()
