@@ -21,6 +21,7 @@ from model.config import VideoConfig
 from model.lifecycle import Track
 from model.reassociation import (
     Anchor,
+    near_anchors,
     pair_greedily,
     reanchor,
     reassociate,
@@ -35,6 +36,7 @@ def update_anchors(
     det_groups: torch.Tensor,
     frame: int,
     min_iou: float,
+    reach: tuple[float, float] | None = None,
 ) -> None:
     """Matched objects' anchors move to their detections' boxes, one object per detection.
 
@@ -42,7 +44,9 @@ def update_anchors(
     slid onto a look-alike that another object's track covers better, the detection confirms
     only that other object: the slid one keeps its last anchor and motion, and once it has gone
     unconfirmed for `reanchor_after` frames, `reanchor_lost` offers it the detection where it
-    should be (which would otherwise start a new ID).
+    should be (which would otherwise start a new ID). With `reach` (`reanchor_reach`,
+    `reanchor_reach_per_frame`), a detection far from where the object should be does not
+    confirm it either: the track jumped onto a look-alike the detector also finds there.
     """
     rows = torch.nonzero(assoc.trk_matched).flatten().tolist()
     if not rows:
@@ -54,6 +58,11 @@ def update_anchors(
         return
     boxes = masks_to_boxes(det_masks[list(pairs.values())])  # one call for every pair
     for (j, _), box in zip(pairs.items(), boxes, strict=True):
+        anchor = tracks[rows[j]].anchor
+        if reach is not None and anchor is not None:
+            near, _ = near_anchors([anchor], frame, box[None], *reach)
+            if not bool(near[0, 0]):
+                continue
         confirm(tracks[rows[j]], frame, box)
 
 

@@ -155,38 +155,54 @@ def reanchor(
     reach_per_frame: float,
 ) -> dict[int, int]:
     """{object index -> detection} for lost objects (`anchors`, by object index, with their
-    concepts in `groups`) and candidate detections near where each object should be now.
-
-    Near: the detection's box centre lies within `reach` object sizes (sqrt of the anchor box's
-    area) of the expected box's centre or of the last matched one's (the object may have
-    stopped), `reach_per_frame` more for each frame after the first
-    since the last match (the object may have turned), and the two boxes' sizes differ by at
-    most `LIKELY_SIZE`. Also near: a detection of the object merged with a neighbour, whose
-    box covers `MERGED_COVER` of the expected box and is at most `MERGED_SIZE` times its size.
-    Nearest pairs first.
+    concepts in `groups`) and candidate detections near where each object should be now
+    (`near_anchors`). Nearest pairs first.
     """
     rows = list(anchors)
     if not candidates or not rows:
         return {}
     boxes = masks_to_boxes(det_masks[list(candidates)])  # D x 4
-    expected = torch.stack([anchors[i].expected_box(frame) for i in rows])  # L x 4
-    last = torch.stack([anchors[i].box for i in rows])  # L x 4: the object may have stopped
+    near, distance = near_anchors([anchors[i] for i in rows], frame, boxes, reach, reach_per_frame)
+    closeness = torch.where(near, 1 / (1 + distance), 0.0)  # in (0, 1] when near
+    pairs = pair_greedily(closeness, det_groups, candidates, [groups[i] for i in rows], 1e-9)
+    return {rows[j]: d for j, d in pairs.items()}
+
+
+def near_anchors(
+    anchors: Sequence[Anchor],
+    frame: int,
+    boxes: torch.Tensor,
+    reach: float,
+    reach_per_frame: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D, L) bool: which of the xyxy `boxes` (D, 4) are near where each anchor's object should
+    be at `frame`, and (D, L) their centre distances in object sizes.
+
+    Near: the box centre lies within `reach` object sizes (sqrt of the anchor box's area) of the
+    expected box's centre or of the last matched one's (the object may have stopped),
+    `reach_per_frame` more for each frame after the first since the last match (the object may
+    have turned), and the two boxes' sizes differ by at most `LIKELY_SIZE`. Also near: the
+    object merged with a neighbour, a box that covers `MERGED_COVER` of the expected box and is
+    at most `MERGED_SIZE` times its size.
+    """
+    expected = torch.stack([a.expected_box(frame) for a in anchors])  # L x 4
+    last = torch.stack([a.box for a in anchors])  # L x 4: the object may have stopped
     size = _size(expected)
     centres = _centres(boxes)
-    distance = torch.minimum(  # D x L, in object sizes
-        torch.cdist(centres, _centres(expected)), torch.cdist(centres, _centres(last))
-    ) / size
+    distance = (
+        torch.minimum(  # D x L, in object sizes
+            torch.cdist(centres, _centres(expected)), torch.cdist(centres, _centres(last))
+        )
+        / size
+    )
     since = torch.tensor(
-        [frame - anchors[i].frame for i in rows], dtype=distance.dtype, device=distance.device
+        [frame - a.frame for a in anchors], dtype=distance.dtype, device=distance.device
     )
     allowed = reach + reach_per_frame * (since - 1).clamp(min=0)
     ratio = _size(boxes)[:, None] / size
     likely = (ratio >= 1 / LIKELY_SIZE) & (ratio <= LIKELY_SIZE)
     merged = (_covered(expected, boxes) >= MERGED_COVER) & (ratio <= MERGED_SIZE)
-    near = ((distance <= allowed) & likely) | merged
-    closeness = torch.where(near, 1 / (1 + distance), 0.0)  # in (0, 1] when near
-    pairs = pair_greedily(closeness, det_groups, candidates, [groups[i] for i in rows], 1e-9)
-    return {rows[j]: d for j, d in pairs.items()}
+    return ((distance <= allowed) & likely) | merged, distance
 
 
 def _covered(boxes: torch.Tensor, covers: torch.Tensor) -> torch.Tensor:

@@ -128,7 +128,10 @@ def run_frame(
         )
         new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
-            update_anchors(propagated, assoc, det_shapes, dets.groups, t, cfg.trk_assoc_iou_thresh)
+            reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame)
+            update_anchors(
+                propagated, assoc, det_shapes, dets.groups, t, cfg.trk_assoc_iou_thresh, reach
+            )
         if st.after_gap:  # objects the tracker lost during the gap, by their last visible mask
             lost = {
                 i: tr.last_mask for i, tr in enumerate(propagated) if not bool(trk_bin[i].any())

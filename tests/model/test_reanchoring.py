@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from model.association import AssociationThresholds, associate
+from model.association import Association, AssociationThresholds, associate
 from model.lifecycle import Track
 from model.memory_bank import MemoryBank, MemoryCaps
 from model.reanchoring import update_anchors
@@ -46,9 +46,32 @@ def test_every_object_with_its_own_detection_is_confirmed() -> None:
     tracks = [track(0, 10), track(1, 20)]
     masks = torch.stack([square(12, 10), square(22, 10)])
     groups = torch.zeros(2, dtype=torch.long)
-    assoc = associate(masks, torch.tensor([0.9, 0.9]), groups, masks, groups, AssociationThresholds())
+    assoc = associate(
+        masks, torch.tensor([0.9, 0.9]), groups, masks, groups, AssociationThresholds()
+    )
 
     update_anchors(tracks, assoc, masks, groups, 2, min_iou=0.5)
 
     assert [t.anchor.frame for t in tracks if t.anchor is not None] == [2, 2]
     assert [t.anchor.box[0].item() for t in tracks if t.anchor is not None] == [12.0, 22.0]
+
+
+def test_a_detection_far_from_where_the_object_should_be_does_not_confirm_it() -> None:
+    # the object moves right at 1 pixel per frame and should be at x = 12 on frame 2; its track
+    # jumped onto a look-alike at x = 27 (2.5 object sizes away) that the detector finds too
+    groups = torch.zeros(1, dtype=torch.long)
+
+    def matched_at(x0: int) -> tuple[Association, torch.Tensor]:
+        masks = torch.stack([square(x0, 10)])
+        scores = torch.tensor([0.6])
+        return associate(masks, scores, groups, masks, groups, AssociationThresholds()), masks
+
+    far, near = matched_at(27), matched_at(13)
+    jumped, anywhere, followed = track(0, 10), track(0, 10), track(0, 10)
+    update_anchors([jumped], *far, groups, 2, min_iou=0.5, reach=(1.0, 0.25))
+    update_anchors([anywhere], *far, groups, 2, min_iou=0.5)  # without a reach: any match
+    update_anchors([followed], *near, groups, 2, min_iou=0.5, reach=(1.0, 0.25))
+
+    assert jumped.anchor is not None and jumped.anchor.frame == 0  # not confirmed
+    assert anywhere.anchor is not None and anywhere.anchor.frame == 2
+    assert followed.anchor is not None and followed.anchor.frame == 2
