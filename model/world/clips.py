@@ -71,7 +71,9 @@ class _Mover:
         self.obj = dataclasses.replace(self.obj, center=(x, y), angle=self.obj.angle + self.spin)
 
 
-def _entry(rng: np.random.Generator, radius: float, speed: float, hw: tuple[int, int]) -> tuple:
+def _entry(
+    rng: np.random.Generator, radius: float, speed: float, hw: tuple[int, int]
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """Start just outside a random edge, heading across the canvas; returns (center, velocity)."""
     h, w = hw
     edge = int(rng.integers(4))

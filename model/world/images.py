@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +26,8 @@ from model.world.scene import (
     random_attributes,
     visible_fractions,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class PromptedImage:
     phrases: tuple[Phrase, ...]
 
 
-def _pick(rng: np.random.Generator, options: Sequence) -> object:
+def _pick(rng: np.random.Generator, options: Sequence[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 
@@ -72,10 +76,11 @@ def _instance_of(rng: np.random.Generator, phrase: Phrase) -> Attributes:
 def _change_one(rng: np.random.Generator, attrs: Attributes, phrase: Phrase) -> Attributes:
     """`attrs` with one attribute the phrase names replaced by a different value."""
     named = ["shape"] + [k for k in ("colour", "size", "texture") if getattr(phrase, k)]
-    key = str(_pick(rng, named))
-    kind = {"shape": Shape, "colour": Colour, "size": Size, "texture": Texture}[key]
+    key = _pick(rng, named)
+    kind: type[Enum] = {"shape": Shape, "colour": Colour, "size": Size, "texture": Texture}[key]
     current = getattr(attrs, key)
-    return dataclasses.replace(attrs, **{key: _pick(rng, [m for m in kind if m is not current])})
+    change: dict[str, Any] = {key: _pick(rng, [m for m in kind if m is not current])}
+    return dataclasses.replace(attrs, **change)
 
 
 def _non_matching(rng: np.random.Generator, phrase: Phrase) -> Attributes:

@@ -69,7 +69,8 @@ def object_colour(attrs: Attributes, jitter: np.ndarray) -> np.ndarray:
     """
     base = np.asarray(COLOUR_RGB[attrs.colour], np.float32)
     brightness = 1.0 + 0.07 * float(np.clip(jitter[0], -2, 2))
-    return np.clip(base * brightness + 10.0 * np.clip(jitter[1:], -2, 2), 0, 255)
+    colour: np.ndarray = np.clip(base * brightness + 10.0 * np.clip(jitter[1:], -2, 2), 0, 255)
+    return colour
 
 
 def texture_layer(
@@ -126,7 +127,7 @@ def background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     theta = rng.uniform(0, 2 * math.pi)
     t = (xs * math.cos(theta) + ys * math.sin(theta)) / max(h, w)
     t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
-    img = tint()[None, None] * (1 - t[..., None]) + tint()[None, None] * t[..., None]
+    img: np.ndarray = tint()[None, None] * (1 - t[..., None]) + tint()[None, None] * t[..., None]
     # low-frequency blotches: a coarse random grid upsampled
     coarse = rng.normal(0, 14, (4, 4, 3)).astype(np.float32)
     img += cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
