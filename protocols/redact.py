@@ -18,7 +18,7 @@ SECRET_PARAMS = frozenset(
     {
         "password", "passwd", "pass", "pwd", "user", "username", "login",
         "token", "access_token", "auth", "authorization", "key", "apikey", "api_key",
-        "secret", "signature", "sig", "credential", "credentials",
+        "secret", "signature", "sig", "credential", "credentials", "passphrase",
         "x-amz-signature", "x-amz-credential", "x-amz-security-token",
     }
 )  # fmt: skip
@@ -27,7 +27,7 @@ SECRET_PARAMS = frozenset(
 # that carry no secrets.
 NO_CREDENTIAL_SCHEMES = frozenset({"synthetic", "world"})
 
-_USERINFO = re.compile(r"(?<=//)[^/?#@]*@")  # fallback for strings urlsplit refuses
+_AUTHORITY = re.compile(r"(?<=//)[^/?#]*")  # fallback for strings urlsplit refuses
 
 
 def redact_url(url: str) -> str:
@@ -38,7 +38,7 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced '[' in the host: still strip anything before '@'
-        return _USERINFO.sub("", url)
+        return _AUTHORITY.sub(lambda m: _without_userinfo(m.group()), url, count=1)
     if parts.scheme.lower() in NO_CREDENTIAL_SCHEMES:
         return url
     netloc, query = parts.netloc, parts.query
@@ -46,9 +46,16 @@ def redact_url(url: str) -> str:
     secret_query = any(name.lower() in SECRET_PARAMS for name, _ in pairs)
     if "@" not in netloc and not secret_query:
         return url  # nothing to remove: leave the string exactly as it was
-    netloc = netloc.rpartition("@")[2]
+    netloc = _without_userinfo(netloc)
     if secret_query:
         query = urlencode(
             [(n, REDACTED if n.lower() in SECRET_PARAMS else v) for n, v in pairs], safe="/:"
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _without_userinfo(netloc: str) -> str:
+    """`user:pass@host:port` -> `host:port`. An empty user-info stays: `udp://@:5000` is FFmpeg's
+    spelling for "receive on local port 5000" and carries no secret."""
+    userinfo, at, host = netloc.rpartition("@")
+    return host if userinfo else netloc

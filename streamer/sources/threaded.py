@@ -185,7 +185,7 @@ class ThreadedSource(ABC):
         except SourceError as e:
             # The chain may hold FFmpeg's exception, whose text carries the raw URL: drop it.
             e.__cause__ = e.__context__ = None
-            log.warning("%s", e)
+            log.debug("%s", e)  # whoever iterates gets it and reports it (the engine: one line)
             self._finish_failed(out, e)
             return
         except Exception as e:  # a bug, not a stream condition: surface it to the iterator as is

@@ -102,6 +102,18 @@ async def test_event_log_holds_every_event_in_order(tmp_path: Path) -> None:
     assert [e.seq for e in logged if isinstance(e, ev.FrameResult)] == list(range(9))
 
 
+async def test_a_failed_stream_says_why_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    refused = f"rtsp://admin:T0psecret@127.0.0.1:{free_port()}/cam"  # nothing listens there
+    async with Engine(FakeTracker) as engine:
+        session = await engine.add_stream(StreamSpec(refused, max_attempts=1))
+        await engine.join()
+    assert session.state is StreamState.FAILED
+    reasons = [r for r in caplog.records if "Connection refused" in r.getMessage()]
+    assert len(reasons) == 1, [r.getMessage() for r in reasons]  # was 2: the source's and the engine's
+    assert reasons[0].getMessage().startswith(f"stream {session.stream_id} failed: rtsp://127.0.0.1:")
+    assert not any("T0psecret" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_dead_output_fails_its_stream_with_one_line_and_no_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

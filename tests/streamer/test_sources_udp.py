@@ -58,3 +58,4 @@ async def test_a_udp_url_without_a_host_listens_on_its_port(udp_sender: int, lis
     await source.aclose()
     assert frame.rgb.shape == (48, 64, 3)
     assert source.info is not None and source.info.live
+    assert source.info.url == listen.format(port=udp_sender)  # shown as typed (was udp://:PORT)
