@@ -25,7 +25,13 @@ import av.error
 from streamer.decode import to_rgb, upright_size
 from streamer.sources.base import SourceError
 from streamer.sources.handoff import HandoffPolicy
-from streamer.sources.pyav_io import av_reason, decoded_frames, make_info, video_stream
+from streamer.sources.pyav_io import (
+    av_reason,
+    decoded_frames,
+    make_info,
+    stream_fps,
+    video_stream,
+)
 from streamer.sources.threaded import Producer, ThreadedSource
 from streamer.types import SourceState
 
@@ -79,6 +85,7 @@ class FileSource(ThreadedSource):
                 time_base = stream.time_base or Fraction(1, 90_000)
                 frame_step = _frame_step(stream, time_base)
                 last_pts: int | None = None
+                end_pts = stream.start_time or 0  # where the video read so far ends (max pts)
                 index = 0
                 for frame in decoded_frames(container, stream, out):
                     if first_pass and index == 0:
@@ -90,8 +97,13 @@ class FileSource(ThreadedSource):
                     if cfg.realtime:
                         clock = self._pace(out, clock, float(shifted * time_base))
                     out.frame(to_rgb(frame, cfg.size), shifted, time_base)
-                    last_pts = pts
+                    last_pts, end_pts = pts, max(end_pts, pts + frame_step)
                     index += 1
+                if first_pass and index > 0:
+                    played_s = float((end_pts - (stream.start_time or 0)) * time_base)
+                    damage = _damage(container, stream, played_s, out.decode_errors)
+                    if damage:  # once per stream: a looping file repeats the same damage
+                        log.warning("%s: %s (truncated or corrupt file)", self._describe(), damage)
             except av.error.FFmpegError as e:
                 raise SourceError(f"{self._describe()}: read failed ({av_reason(e)})") from None
             finally:
@@ -127,6 +139,25 @@ class FileSource(ThreadedSource):
         due = wall0 + (media_s - media0) / self.config.speed
         out.sleep(due - now)
         return clock
+
+
+def _damage(
+    container: av.container.InputContainer, stream: av.VideoStream, played_s: float, errors: int
+) -> str:
+    """What one whole pass says about a file's damage ("" if none): its video ended well before
+    the duration its header declares (a cut file; FFmpeg just stops), or the decoder rejected
+    packets (counted in SourceStats.decode_errors, and skipped)."""
+    if stream.duration and stream.time_base:
+        declared_s: float | None = float(stream.duration * stream.time_base)
+    else:
+        declared_s = container.duration / av.time_base if container.duration else None
+    problems = []
+    step_s = 1 / stream_fps(stream) if stream_fps(stream) > 0 else 0.1
+    if declared_s is not None and played_s < declared_s - max(0.5, 2 * step_s):
+        problems.append(f"its video ends at {played_s:.1f} s of the {declared_s:.1f} s it declares")
+    if errors:
+        problems.append(f"{errors} packet{'s' if errors > 1 else ''} could not be decoded")
+    return "; ".join(problems)
 
 
 def _frame_step(stream: av.VideoStream, time_base: Fraction) -> int:

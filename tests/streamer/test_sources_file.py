@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from streamer.sources import FileConfig, FileSource, HandoffPolicy, SourceError, open_source
 from streamer.types import Frame, SourceState
-from tests.streamer.conftest import Clips, level_of
+from tests.streamer.conftest import Clips, encode_clip, level_of
 
 
 async def read_all(source: FileSource, limit: int | None = None) -> list[Frame]:
@@ -182,3 +183,25 @@ async def test_rotated_phone_video_comes_out_upright(tmp_path: Path) -> None:
 
     scaled = await read_all(FileSource(clip, config=FileConfig(size=(16, 32))))
     assert scaled[0].rgb.shape == (32, 16, 3)  # `size` is the upright size
+
+
+@pytest.mark.parametrize("loop", [False, True])
+async def test_a_cut_file_ends_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, loop: bool
+) -> None:
+    whole = encode_clip(tmp_path / "whole.mkv", frames=30, fps=10, size=(32, 24))  # 3 s
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])  # its header still says 3 s
+    config = FileConfig(loop=loop)
+    frames = await read_all(FileSource(cut, config=config), limit=60 if loop else None)
+    assert 0 < len(frames) < 30 or loop
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings  # was none; a looping file says it once
+    assert re.fullmatch(
+        rf"file {cut}: its video ends at [12]\.\d s of the 3\.0 s it declares "
+        r"\(truncated or corrupt file\)",
+        warnings[0],
+    )
+    caplog.clear()
+    assert len(await read_all(FileSource(whole))) == 30
+    assert not caplog.records  # a whole file says nothing
