@@ -4,9 +4,12 @@ Subclasses only say which container to open (`_open_container`). The loop side i
 `aclose`; everything PyAV does (open, encode, mux, flush, close) runs in the output's thread, which
 starts with the first frame because the stream's size comes from it.
 
-Timestamps: the output time base is the first frame's; every frame's pts is rescaled to it exactly
-(a `Fraction`), so the file carries the source's timing. If pts go backwards (the source reconnected
-and its clock restarted) the rest are shifted to continue one frame after the last, and counted.
+Timestamps: the output time base is the first frame's (split into ticks of at most 1 ms); every
+frame's pts is rescaled to it exactly (a `Fraction`), so the file carries the source's timing. A
+repeated pts, or one a frame or less behind the last (a muxer's glitch), is written 1 ms after the
+last frame and the frames after it keep their own times. If pts go further back (the source
+reconnected and its clock restarted) the rest are shifted to continue one frame after the last.
+Both are counted (`pts_rebased`).
 
 Sizes: H.264 in 4:2:0 needs even sizes, so an odd last row or column is cut off (a 1-pixel side is
 repeated instead); a frame whose size differs from the first one's is scaled to it.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -180,7 +184,7 @@ class EncodingOutput(ABC):
         if item is _CLOSE:
             return
         assert isinstance(item, Frame)
-        time_base = item.time_base if item.pts is not None else Fraction(1, 90_000)
+        time_base = _ms_ticks(item.time_base) if item.pts is not None else Fraction(1, 90_000)
         container = self._open_container()
         try:
             stream = self._add_stream(container, item, time_base)
@@ -220,12 +224,19 @@ def _even_sized(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)  # even H x even W x 3
 
 
+def _ms_ticks(time_base: Fraction) -> Fraction:
+    """`time_base`, split so that one tick is at most 1 ms (1/30 -> 1/1020): room to place a frame
+    whose pts repeats the last one's just after it, before the next frame's own time."""
+    return time_base / math.ceil(time_base * 1000) if time_base > Fraction(1, 1000) else time_base
+
+
 class _PtsClock:
     """Frame -> output pts in `time_base`, kept strictly increasing."""
 
     def __init__(self, time_base: Fraction, fps: float, first_captured_ns: int) -> None:
         self.time_base = time_base
         self.step = max(1, round(1 / (Fraction(fps).limit_denominator(1001) * time_base)))
+        self.nudge = max(1, round(Fraction(1, 1000) / time_base))  # 1 ms: after a repeated pts
         self.first_captured_ns = first_captured_ns
         self.offset = 0
         self.last: int | None = None
@@ -237,13 +248,15 @@ class _PtsClock:
         else:
             raw = round(frame.pts * frame.time_base / self.time_base)
         pts = raw + self.offset
-        rebased = self.last is not None and pts <= self.last
-        if rebased:
-            assert self.last is not None
+        if self.last is None or pts > self.last:
+            self.last = pts
+            return pts, False
+        if pts >= self.last - self.step:  # repeated, or a frame late: the next ones keep their times
+            self.last += self.nudge
+        else:  # the clock restarted: shift the rest to go on one frame after the last
             self.offset += self.last + self.step - pts
-            pts = self.last + self.step
-        self.last = pts
-        return pts, rebased
+            self.last += self.step
+        return self.last, True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -22,6 +22,7 @@ from streamer.outputs import (
     RtspOutput,
     open_output,
 )
+from streamer.sources import FileSource
 from streamer.types import Frame
 from tests.streamer.conftest import free_port, level_of
 
@@ -69,6 +70,36 @@ async def test_backwards_pts_are_shifted_and_counted(tmp_path: Path) -> None:
     seconds, _, _ = read_back(path)
     assert seconds == pytest.approx([10.0, 10.1, 10.2, 10.3, 10.4])
     assert output.stats.pts_rebased == 1
+
+
+def clip_with_pts(path: Path, pts: list[int], fps: int = 10) -> Path:
+    """An H.264 clip whose frame i has pts `pts[i]` (1/fps), repeats included (muxers write them)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), level_of(i), np.uint8), "rgb24")
+            frame.pts, frame.time_base = p, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+async def test_a_repeated_pts_does_not_push_the_frames_after_it(tmp_path: Path, suffix: str) -> None:
+    clip = clip_with_pts(tmp_path / "dup.mkv", [0, 1, 1, 2, 3, 3, 4, 5, 6, 7])
+    source = [f async for f in FileSource(clip)]
+    assert [f.pts for f in source] == [0, 100, 100, 200, 300, 300, 400, 500, 600, 700]  # ms
+    output = FileOutput(tmp_path / f"out{suffix}", encoder=EncoderConfig(fps=10))
+    for frame in source:
+        await output.send(frame)
+    await output.aclose()
+    seconds, _, _ = read_back(tmp_path / f"out{suffix}")
+    # each repeat 1 ms after its twin; every other frame at its own time (was: 0.1 s later per repeat)
+    expected = [0.0, 0.1, 0.101, 0.2, 0.3, 0.301, 0.4, 0.5, 0.6, 0.7]
+    assert seconds == pytest.approx(expected, abs=2e-4)
+    assert output.stats.pts_rebased == 2
 
 
 async def test_frames_without_pts_use_the_capture_clock_and_odd_sizes_are_evened(tmp_path: Path) -> None:
