@@ -12,7 +12,9 @@ reconnected and its clock restarted) the rest are shifted to continue one frame 
 Both are counted (`pts_rebased`).
 
 Sizes: H.264 in 4:2:0 needs even sizes, so an odd last row or column is cut off (a 1-pixel side is
-repeated instead); a frame whose size differs from the first one's is scaled to it.
+repeated instead). The first frame sets the video's size; a later frame of another size (the source
+changed resolution mid-stream) is scaled to fit inside it with its aspect ratio kept, centred on
+black (letterbox / pillarbox), since players handle a size change inside one file badly.
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ class EncodingOutput(ABC):
             clock = _PtsClock(time_base, self.encoder.fps, item.captured_ns)
             while item is not _CLOSE:
                 assert isinstance(item, Frame)
-                video = av.VideoFrame.from_ndarray(_even_sized(item.rgb), format="rgb24")
+                rgb = _fitted(_even_sized(item.rgb), stream.width, stream.height)
+                video = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 video.pts, rebased = clock.pts(item)
                 video.time_base = time_base
                 self._rebased += rebased
@@ -228,6 +231,20 @@ def _ms_ticks(time_base: Fraction) -> Fraction:
     """`time_base`, split so that one tick is at most 1 ms (1/30 -> 1/1020): room to place a frame
     whose pts repeats the last one's just after it, before the next frame's own time."""
     return time_base / math.ceil(time_base * 1000) if time_base > Fraction(1, 1000) else time_base
+
+
+def _fitted(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """H x W x 3 -> height x width x 3: scaled to fit with its aspect ratio kept, centred on black."""
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return rgb
+    scale = min(width / w, height / h)
+    fit_w, fit_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    scaled = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(fit_w, fit_h)
+    canvas = np.zeros((height, width, 3), np.uint8)  # height x width x 3, black
+    top, left = (height - fit_h) // 2, (width - fit_w) // 2
+    canvas[top : top + fit_h, left : left + fit_w] = scaled.to_ndarray(format="rgb24")
+    return canvas
 
 
 class _PtsClock:

@@ -102,6 +102,41 @@ async def test_a_repeated_pts_does_not_push_the_frames_after_it(tmp_path: Path, 
     assert output.stats.pts_rebased == 2
 
 
+def raw_h264(path: Path, segments: list[tuple[tuple[int, int], int, int]]) -> Path:
+    """A raw H.264 stream whose frame size changes: one encode per (size, frames, grey level),
+    concatenated, as a camera or a .ts does when its resolution changes mid-stream."""
+    with path.open("wb") as raw:
+        for (width, height), frames, grey in segments:
+            codec = av.CodecContext.create("libx264", "w")
+            assert isinstance(codec, av.VideoCodecContext)
+            codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+            codec.time_base = Fraction(1, 10)
+            for i in range(frames + 1):  # the last round flushes the encoder
+                rgb = np.full((height, width, 3), grey, np.uint8)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24") if i < frames else None
+                if frame is not None:
+                    frame.pts = i
+                for packet in codec.encode(frame):
+                    raw.write(bytes(packet))
+    return path
+
+
+async def test_a_mid_stream_size_change_keeps_its_aspect_ratio(tmp_path: Path) -> None:
+    clip = raw_h264(tmp_path / "change.h264", [((64, 32), 3, 60), ((32, 32), 3, 200)])
+    source = [f async for f in FileSource(clip)]
+    assert [f.rgb.shape[:2] for f in source] == [(32, 64)] * 3 + [(32, 32)] * 3
+    output = FileOutput(tmp_path / "out.mp4")
+    for frame in source:
+        await output.send(frame)
+    await output.aclose()
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        images = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    assert len(images) == 6 and all(image.shape == (32, 64, 3) for image in images)
+    for square in images[3:]:  # the 32 x 32 frames: pillarboxed, not stretched to 64 x 32
+        assert abs(square[:, 20:44].mean() - 200) < 8
+        assert square[:, :12].max() < 24 and square[:, -12:].max() < 24
+
+
 async def test_frames_without_pts_use_the_capture_clock_and_odd_sizes_are_evened(tmp_path: Path) -> None:
     path = tmp_path / "nopts.mkv"
     output = FileOutput(path)
