@@ -7,6 +7,7 @@
     world://384@15               (side and rate optional)            -> WorldSource
     /dev/video0, v4l2:///dev/video0                                  -> WebcamSource
     clip.mp4, file:///videos/clip.mkv                                -> FileSource
+    - (stdin), /tmp/video.fifo                                       -> FileSource, read once
 """
 
 from __future__ import annotations

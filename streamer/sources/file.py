@@ -8,12 +8,17 @@
 * The constructor opens the file once to check it: a folder, an empty file, one FFmpeg cannot read,
   one without a video stream or without a decoder for it raises `SourceError` there, before any
   stream starts.
+* A pipe (a FIFO, `/dev/stdin`, or `-` for stdin) is read once, as it comes: the container the
+  constructor opened to check it is the one the decoder reads (opening it again would lose what the
+  check read). It cannot loop, and needs a format that streams (ts, mkv, webm, raw h264; not an mp4
+  whose index is at its end).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +42,8 @@ from streamer.types import SourceState
 
 log = logging.getLogger(__name__)
 
+STDIN = "/dev/stdin"  # what `-` reads
+
 
 @dataclass(frozen=True, slots=True)
 class FileConfig:
@@ -59,17 +66,34 @@ class FileSource(ThreadedSource):
         super().__init__(
             stream_id=stream_id, policy=self.config.policy, capacity=self.config.queue_size
         )
-        self.path = os.fspath(path)
+        self.path = STDIN if os.fspath(path) == "-" else os.fspath(path)
+        self.pipe = _is_pipe(self.path)
+        self._unread: av.container.InputContainer | None = None  # a pipe's, opened to check it
+        if self.pipe:
+            if self.config.loop:
+                raise SourceError(f"{self.path} is a pipe: it can be read only once (no loop)")
+            self._unread = self._open()  # what this check reads is gone from the pipe: keep it
+            return
         if os.path.isdir(self.path):
             raise SourceError(f"{self.path} is a folder, not a video file")
-        if not os.path.isfile(self.path):
+        if not os.path.exists(self.path):
             raise SourceError(f"video file not found: {self.path}")
+        if not os.path.isfile(self.path):
+            what = "a terminal" if _is_terminal(self.path) else "not a regular file or a pipe"
+            raise SourceError(f"{self.path} is {what}: pipe a video into it, or name a file")
         if os.path.getsize(self.path) == 0:
             raise SourceError(f"video file {self.path} is empty (0 bytes)")
         self._open().close()  # unreadable, or no video: refused now, not once the stream runs
 
+    async def aclose(self) -> None:
+        never_read = self._thread is None  # then no decoder thread will ever take `_unread`
+        await super().aclose()
+        if never_read and self._unread is not None:
+            self._unread.close()
+            self._unread = None
+
     def _describe(self) -> str:
-        return f"file {self.path}"
+        return f"{'pipe' if self.pipe else 'file'} {self.path}"
 
     def _produce(self, out: Producer) -> None:
         cfg = self.config
@@ -77,7 +101,8 @@ class FileSource(ThreadedSource):
         clock: tuple[float, float] | None = None  # (wall monotonic, media seconds) of the first frame
         first_pass = True
         while True:
-            container = self._open()
+            container = self._unread if self._unread is not None else self._open()
+            self._unread = None
             try:
                 stream = video_stream(container)
                 assert stream is not None
@@ -139,6 +164,24 @@ class FileSource(ThreadedSource):
         due = wall0 + (media_s - media0) / self.config.speed
         out.sleep(due - now)
         return clock
+
+
+def _is_pipe(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_terminal(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def _damage(
