@@ -4,7 +4,7 @@ Runs the default model on the built-in synthetic live scene (or a given file/URL
 seconds with a few concepts, and leaves in `--out-dir`:
 
     redacted.mp4      the prompts' objects redacted on the frames their masks came from
-    events.msgpack    every event (read it with `python -m protocols.dump events.msgpack`)
+    events.msgpack    this run's events (read it with `python -m protocols.dump events.msgpack`)
     overlay.png       one frame with its masks, boxes and object IDs drawn
 
 then prints a summary: fps, objects and their IDs, latency, drops, file paths.
@@ -106,13 +106,15 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     out_dir = Path(args.out_dir)
     api = api_config(args) if args.serve else None
     duration = args.duration if args.duration is not None or api is not None else DEFAULT_DURATION_S
+    video, log = out_dir / "redacted.mp4", out_dir / "events.msgpack"
     try:
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+        # the event log appends (it is a log); a demo's files are this run's alone
+        await asyncio.to_thread(log.unlink, missing_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create {out_dir}: {error.strerror}") from None
+        raise UserError(f"cannot prepare {out_dir}: {error.strerror}") from None
     factory, described = load_tracker_factory(_model_choice(args))
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
-    video, log = out_dir / "redacted.mp4", out_dir / "events.msgpack"
     still, png = out_dir / "frame.png", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
     print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}")

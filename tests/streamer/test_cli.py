@@ -272,11 +272,16 @@ def test_run_writes_events_and_a_redacted_video(clips: Clips, tmp_path: Path) ->
 
 @slow
 def test_demo_leaves_its_outputs_and_a_summary(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "events.msgpack").write_bytes(b"an earlier run's log")
     result = streamer("demo", "--duration", "3", "--out-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "processed" in result.stdout and "objects:" in result.stdout
     for name in ("redacted.mp4", "events.msgpack", "frame.png", "overlay.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
+    logged = list(read_log(tmp_path / "out" / "events.msgpack", strict=True))  # this run's alone
+    assert isinstance(logged[0], ev.Hello)
+    assert len([e for e in logged if isinstance(e, ev.StreamStarted)]) == 1
 
 
 @slow
