@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Awaitable, Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -23,7 +24,7 @@ import torch
 from model.types import Concept
 from protocols import events as ev
 from protocols.codec import decode
-from protocols.log import read_log
+from protocols.log import LogWriter, read_log
 from streamer.cli import (
     EXIT_FAILED,
     TOKEN_ENV,
@@ -273,7 +274,8 @@ def test_run_writes_events_and_a_redacted_video(clips: Clips, tmp_path: Path) ->
 @slow
 def test_demo_leaves_its_outputs_and_a_summary(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "events.msgpack").write_bytes(b"an earlier run's log")
+    with contextlib.closing(LogWriter(tmp_path / "out" / "events.msgpack")) as earlier_run:
+        earlier_run.write(ev.StreamStarted("demo", 64, 48, 5.0, Fraction(1, 5), "world://64@5"))
     result = streamer("demo", "--duration", "3", "--out-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "processed" in result.stdout and "objects:" in result.stdout
