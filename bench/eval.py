@@ -52,7 +52,7 @@ from model.world import (
 )
 
 
-def _default_checkpoint() -> Path:
+def default_checkpoint() -> Path:
     return Path(str(resources.files("model") / "assets" / "embedded.safetensors"))
 
 
@@ -202,7 +202,7 @@ def _commit() -> str:
 def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
-    checkpoint = args.checkpoint or _default_checkpoint()
+    checkpoint = args.checkpoint or default_checkpoint()
     dtype = inference_dtype(args.device, args.dtype)
     model = build_sam3(args.model, checkpoint, device=args.device, dtype=dtype).eval()
     side = model.config.vit.image_size

@@ -76,7 +76,7 @@ class ClipEvaluation:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def _truth(frames: Sequence[Scene], phrase: Phrase) -> list[FrameObjects]:
+def visible_targets(frames: Sequence[Scene], phrase: Phrase) -> list[FrameObjects]:
     """Per frame, the visible objects the phrase names."""
     out = []
     for f in frames:
@@ -111,7 +111,7 @@ def evaluate_clips(
             if phrase is None:
                 continue
             predicted, elapsed = _timed(track, images, phrase.text)
-            counts = count_clip(_truth(clip.frames, phrase), predicted)
+            counts = count_clip(visible_targets(clip.frames, phrase), predicted)
             frames, seconds = frames + len(images), seconds + elapsed
             if is_positive:
                 positive = positive + counts

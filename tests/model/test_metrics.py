@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import pytest
 
+from bench.switches import switch_frames
 from model.eval import (
     IOU_THRESHOLDS,
     FrameObjects,
@@ -106,6 +107,8 @@ def test_swapped_ids_count_as_switches_and_fragmented_tracks() -> None:
     c = count_clip(truth, pred)
     assert c.id_switches == 2 and c.fragmented_tracks == 2 and c.gt_tracks == 2
     assert c.id_switches_per_1k == pytest.approx(1000 * 2 / 8)
+    assert switch_frames(truth, pred) == [2, 2]  # bench/switches.py: both on frame 2
+    assert switch_frames(truth, pred[:2] * 2) == []
 
 
 def test_gaps_occlusion_and_presence() -> None:
