@@ -249,7 +249,8 @@ def _check_prompt(box: BoxPrompt | None, points: Sequence[PointPrompt]) -> None:
 
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 numpy arrays, got {type(image).__name__}")
+        got = f"{image.dtype} array" if isinstance(image, np.ndarray) else type(image).__name__
+        raise TypeError(f"frames must be uint8 numpy arrays, got a {got}")
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"frames must be H x W x 3 RGB, got shape {image.shape}")
 

@@ -351,7 +351,7 @@ def test_finish_and_bad_input() -> None:
     ]
     with pytest.raises(ValueError, match="H x W x 3"):
         tracker.step(np.zeros((4, 4), dtype=np.uint8))
-    with pytest.raises(TypeError, match="uint8"):
+    with pytest.raises(TypeError, match="uint8 numpy arrays, got a float32 array"):
         tracker.step(np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(KeyError):
         tracker.remove_object(99)
