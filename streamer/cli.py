@@ -33,7 +33,7 @@ from streamer.redact import RedactConfig, RedactStyle
 from streamer.sinks.nats import NatsConfig
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
-from streamer.status import StatusBoard, probe_frame_count
+from streamer.status import StatusBoard, print_summary, probe_frame_count
 from streamer.webrtc import WebRtcConfig
 
 EXIT_USAGE = 2
@@ -223,13 +223,7 @@ async def _until_done_or_signal(
 
 
 def _report(engine: Engine) -> int:
-    for stream_id, error in engine.errors.items():
-        print(f"streamer: stream {stream_id} failed: {error}", file=sys.stderr)
-    for session in engine.sessions.values():
-        s = session.stats
-        print(f"streamer: {session.stream_id}: {s.frames_out} frames processed, "
-              f"{s.dropped} dropped, p50 {s.latency_ms.percentile(50):.0f} ms", file=sys.stderr)  # fmt: skip
-    return EXIT_FAILED if engine.errors else 0
+    return EXIT_FAILED if print_summary(engine) else 0
 
 
 # --- arguments -------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 `run()` returns when the stream has ended and everything queued has been published; it raises
 the error that ended the stream (a `SourceError` for a bad URL or file, the tracker's exception
 for a model failure) after publishing it as an `Error` event and a `failed` StreamStatus.
-`stop()` is the graceful path: stop reading the source; what is queued is still processed, the
+A frame sink's video output that fails (`ReportsOutputErrors`) stops alone: one warning line and an
+`Error` event, and the stream goes on. `stop()` is the graceful path: stop reading the source; what is queued is still processed, the
 tracker's live objects end with reason `stream_ended`, and `run()` returns. Hard stops cancel
 the task that awaits `run()`; nothing here swallows CancelledError.
 """
@@ -19,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from model.types import (
     BoxPrompt,
@@ -34,10 +36,13 @@ from model.types import (
 )
 from streamer.inference import Finished, Inferred, Lane
 from streamer.metrics import StreamStats
+from streamer.outputs.base import OutputError
 from streamer.publish import Publisher
 from streamer.sinks.fanout import Hub
 from streamer.sources.base import Source, SourceError, SourceStats
 from streamer.types import Frame, SourceInfo
+
+log = logging.getLogger(__name__)
 
 
 class StreamState(enum.Enum):
@@ -58,6 +63,13 @@ class FrameSink(Protocol):
     def end_input(self) -> None: ...
     def drops(self) -> dict[str, int]: ...  # running totals by cause
     async def run(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsOutputErrors(Protocol):
+    """A frame sink whose video outputs may fail one by one (redaction); the session sets this."""
+
+    on_output_error: Callable[[OutputError], None] | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,10 @@ class Session:
         self.hub = hub
         self.stats = stats
         self.frame_sinks = tuple(frame_sinks)
+        self.output_errors: list[OutputError] = []  # outputs that stopped; the stream went on
+        for sink in self.frame_sinks:
+            if isinstance(sink, ReportsOutputErrors):
+                sink.on_output_error = self._output_failed
         self.status_interval_s = status_interval_s
         self.state = StreamState.CONNECTING
         self.error: BaseException | None = None
@@ -208,7 +224,7 @@ class Session:
     async def _run_sink(self, sink: FrameSink) -> None:
         try:
             await sink.run()
-        except Exception as error:  # an output failed: stop the stream rather than go on blind
+        except Exception as error:  # a bug in the sink (failed outputs are reported, not raised)
             self._fail(error, code="internal")
             self.stop()
 
@@ -288,6 +304,12 @@ class Session:
         if new in (StreamState.ENDED, StreamState.FAILED):
             return  # the session decides these once everything is published
         self._set_state(new)
+
+    def _output_failed(self, error: OutputError) -> None:
+        """One output stopped (it never wrote an unredacted frame); events and the others go on."""
+        self.output_errors.append(error)
+        log.warning("stream %s: output stopped, the stream goes on: %s", self.stream_id, error)
+        self.hub.publish(self.publisher.error("internal", str(error)))
 
     def _fail(self, error: BaseException, *, code: str) -> None:
         if self.error is None:

@@ -1,4 +1,5 @@
-"""The terminal view of a running engine: one live line per stream, a progress bar for files.
+"""The terminal view of a running engine: one live line per stream, a progress bar for files, and
+the summary at the end.
 
     door    live          in  30.0  out  11.8 fps  p50   84 ms  p99  131 ms  objects  3  drops 362
     clip    live          [##########----------]  50%  out  24.1 fps  p50   40 ms  objects  1
@@ -18,6 +19,7 @@ from typing import TextIO
 
 import av
 
+from streamer.engine import Engine
 from streamer.session import Session
 
 BAR = 20
@@ -74,6 +76,22 @@ class StatusBoard:
             f"p99 {stats.latency_ms.percentile(99):5.0f} ms  "
             f"objects {stats.objects:3d}  drops {stats.dropped}"
         )
+
+
+def print_summary(engine: Engine, file: TextIO | None = None) -> bool:
+    """The end-of-run lines (on stderr by default): failed streams and outputs, then each stream's
+    totals. True if anything failed (a stream, or an output whose stream went on without it)."""
+    file = file or sys.stderr  # looked up now: tests and callers may have replaced it
+    for stream_id, error in engine.errors.items():
+        print(f"streamer: stream {stream_id} failed: {error}", file=file)
+    for session in engine.sessions.values():
+        for output_error in session.output_errors:
+            print(f"streamer: stream {session.stream_id}: output failed: {output_error}", file=file)
+    for session in engine.sessions.values():
+        s = session.stats
+        print(f"streamer: {session.stream_id}: {s.frames_out} frames processed, "
+              f"{s.dropped} dropped, p50 {s.latency_ms.percentile(50):.0f} ms", file=file)  # fmt: skip
+    return bool(engine.errors) or any(s.output_errors for s in engine.sessions.values())
 
 
 def probe_frame_count(path: str) -> int | None:

@@ -174,8 +174,8 @@ class EncodingOutput(ABC):
             self._error = OutputError(f"{self.name}: encoder crashed ({type(e).__name__})")
         finally:
             self._queue.abort()
-            if self._error is not None:
-                log.warning("%s", self._error)
+            if self._error is not None:  # raised to the sender, who reports it (one line)
+                log.debug("%s", self._error)
             try:
                 loop.call_soon_threadsafe(_resolve, done)
             except RuntimeError:

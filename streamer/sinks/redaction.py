@@ -13,6 +13,11 @@ leaves fully redacted (`on_missing=blur`, the default) or not at all (`on_missin
 never leaves unredacted. Drawing runs in a thread and each output encodes in its own, off the
 loop; a file output that falls behind makes frames fall off this sink's queue, never the
 pipeline's.
+
+An output that fails (a dead RTSP push, a full disk) stops alone: it is reported once through
+`on_output_error` (the session logs it and publishes an `Error` event), the frames it no longer
+gets are counted (`redaction_output_failed`), and the other outputs and the stream's events go
+on. Failing closed is about never writing an unredacted frame, which a dead output cannot do.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from model.types import Concept, FrameTrack
 from streamer.channels import Bounded, Overflow
-from streamer.outputs import VideoOutput
+from streamer.outputs import OutputError, VideoOutput
 from streamer.redact import RedactConfig, redact, redact_all
 from streamer.types import Frame, SourceInfo
 
@@ -62,6 +67,10 @@ class RedactionSink:
         self.spec = spec
         self._concepts = concepts  # the session's live concept table
         self._outputs = tuple(outputs)
+        self._working = list(outputs)  # the outputs that have not failed
+        self.output_errors: list[OutputError] = []
+        self.on_output_error: Callable[[OutputError], None] | None = None  # set by the session
+        self._missed = 0  # frames failed outputs did not get
         self._live = True  # until stream_started says otherwise: the stricter deadline
         self._frames: Bounded[Frame] = Bounded(spec.queue, Overflow.DROP_OLDEST)
         self._results: dict[int, FrameTrack] = {}
@@ -77,7 +86,9 @@ class RedactionSink:
         self._live = live
 
     def offer_frame(self, frame: Frame) -> None:
-        if not self._frames.closed:
+        if self._outputs and not self._working:  # every output failed: nothing to draw for
+            self._missed += len(self._outputs)
+        elif not self._frames.closed:
             self._frames.put_nowait(frame)
 
     def offer_result(self, frame: Frame, track: FrameTrack) -> None:
@@ -96,6 +107,7 @@ class RedactionSink:
             "redaction_overflow": self._frames.dropped,
             "redaction_missing": self.missing_dropped,
             "redaction_fully_redacted": self.fully_redacted,
+            "redaction_output_failed": self._missed,
         }
 
     async def run(self) -> None:
@@ -106,15 +118,15 @@ class RedactionSink:
                     self.missing_dropped += 1
                     continue
                 image = await asyncio.to_thread(self._render, frame, track)  # H x W x 3 uint8
-                redacted = replace(frame, rgb=image)
-                for output in self._outputs:
-                    await output.send(redacted)
+                await self._send(replace(frame, rgb=image))
                 if track is None:
                     self.fully_redacted += 1
                 else:
                     self.written += 1
+                if self._outputs and not self._working:
+                    return  # the rest is counted by offer_frame
         finally:
-            await _close_all(self._outputs)
+            await self._close_all()
 
     # --- internals ----------------------------------------------------------------------
     async def _result_for(self, frame: Frame) -> FrameTrack | None:
@@ -133,6 +145,36 @@ class RedactionSink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
+    async def _send(self, frame: Frame) -> None:
+        for output in tuple(self._working):
+            try:
+                await output.send(frame)
+            except OutputError as error:
+                self._output_failed(output, error)
+        self._missed += len(self._outputs) - len(self._working)
+
+    def _output_failed(self, output: VideoOutput, error: OutputError) -> None:
+        self._working.remove(output)
+        self.output_errors.append(error)
+        if self.on_output_error is not None:
+            self.on_output_error(error)
+
+    async def _close_all(self) -> None:
+        """Close every output even when one fails (a dead RTSP push must not leave an mp4 without
+        its index); a failure while closing is reported like one while sending, and a bug (not an
+        OutputError) is raised once all are closed."""
+        bug: Exception | None = None
+        for output in self._outputs:
+            try:
+                await output.aclose()
+            except OutputError as error:
+                if output in self._working:  # a failed output raises its error again: told once
+                    self._output_failed(output, error)
+            except Exception as error:
+                bug = bug or error
+        if bug is not None:
+            raise bug
+
     def _render(self, frame: Frame, track: FrameTrack | None) -> np.ndarray:
         if track is None:
             return redact_all(frame.rgb, self.spec.draw)  # fail closed
@@ -145,15 +187,3 @@ class RedactionSink:
         concept = self._concepts.get(concept_id) if concept_id is not None else None
         return concept is not None and concept.text in self.spec.concepts
 
-
-async def _close_all(outputs: Sequence[VideoOutput]) -> None:
-    """Close every output even when one fails (a dead RTSP push must not leave an mp4 without its
-    index); the first failure is raised once all are closed."""
-    first: Exception | None = None
-    for output in outputs:
-        try:
-            await output.aclose()
-        except Exception as error:
-            first = first or error
-    if first is not None:
-        raise first

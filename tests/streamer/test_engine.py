@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from model.types import Concept
@@ -13,12 +14,11 @@ from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import read_log
 from streamer.engine import Engine, EngineConfig, StreamNotFound, StreamSpec
-from streamer.outputs import OutputError
 from streamer.session import StreamState
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
 from tests.fakes import FakeSource, FakeSources, FakeTracker, eventually
-from tests.streamer.conftest import free_port
+from tests.streamer.conftest import encode_clip, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,15 +114,27 @@ async def test_a_failed_stream_says_why_in_one_log_line(caplog: pytest.LogCaptur
     assert not any("T0psecret" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_dead_output_fails_its_stream_with_one_line_and_no_traceback(
-    caplog: pytest.LogCaptureFixture,
+async def test_a_dead_output_stops_alone_and_the_stream_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    push = f"rtsp://127.0.0.1:{free_port()}/nobody"  # refused
-    spec = StreamSpec("cam", redaction=RedactionSpec(concepts=("*",), outputs=(push,)))
-    async with Engine(FakeTracker, source_factory=FakeSources(cam=FakeSource(frames=20))) as engine:
-        session = await engine.add_stream(spec)
+    clip = encode_clip(tmp_path / "clip.mkv", frames=20, fps=10, size=(32, 24))
+    push = f"rtsp://admin:T0psecret@127.0.0.1:{free_port()}/nobody"  # refused
+    kept = tmp_path / "kept.mp4"
+    redaction = RedactionSpec(concepts=("*",), outputs=(push, str(kept)))
+    async with Engine(FakeTracker) as engine:
+        events = engine.hub.subscribe(maxsize=10_000)
+        session = await engine.add_stream(StreamSpec(str(clip), redaction=redaction))
         await engine.join()
-    assert session.state is StreamState.FAILED
-    assert isinstance(engine.errors[session.stream_id], OutputError)
-    failed = [r for r in caplog.records if "failed" in r.getMessage() and r.name == "streamer.engine"]
-    assert failed and not any(r.exc_info for r in failed)
+    assert session.state is StreamState.ENDED and not engine.errors  # was: the stream failed
+    seen = [decode(e.data) async for e in events]
+    assert len([e for e in seen if isinstance(e, ev.FrameResult)]) == 20  # events went on
+    [error] = [e for e in seen if isinstance(e, ev.Error)]
+    assert error.stream_id == session.stream_id and "127.0.0.1" in error.message
+    with av.open(str(kept)) as container:  # the other output got every frame
+        assert sum(1 for _ in container.decode(video=0)) == 20
+    assert [str(e) for e in session.output_errors] == [error.message]
+    assert session.stats.drops["redaction_output_failed"] > 0
+    lines = [r for r in caplog.records if "nobody" in r.getMessage()]
+    assert len(lines) == 1 and not lines[0].exc_info
+    assert lines[0].getMessage().startswith(f"stream {session.stream_id}: output stopped, the stream")
+    assert not any("T0psecret" in r.getMessage() for r in caplog.records) and "T0psecret" not in str(seen)
