@@ -88,6 +88,12 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--clip-frames", type=int, default=TrackerSchedule.clip_frames)
     p.add_argument("--tracker-lr", type=float, default=TrackerSchedule.lr)
+    p.add_argument(
+        "--freeze-trunk",
+        action="store_true",
+        help="detector phase: keep the image trunk fixed (the tracker reads its features, so its "
+        "inputs stay as it was trained on); give it again with --resume",
+    )
     p.add_argument("--fp32", action="store_true", help="no bfloat16 autocast (it is on by default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     # one thread: on a shared, oversubscribed CPU, 2 OpenMP threads ran 10x slower (barrier waits)
@@ -207,6 +213,7 @@ def _detector_phase(
         bf16=not args.fp32,
     )
     print(f"detector phase: {schedule}", flush=True)
+    model.detector.backbone.vision_backbone.trunk.requires_grad_(not args.freeze_trunk)
     optimizer = make_optimizer(model.detector, schedule.lr, schedule.weight_decay)
     step = 0
     if state is not None:

@@ -71,6 +71,21 @@ def test_worker_processes_train_the_same_weights_and_init_takes_an_export(tmp_pa
     assert f"initialised from {tmp_path / 'a.safetensors'}" in out and "det 1/4" in out
 
 
+def test_freeze_trunk_trains_the_detector_around_a_fixed_trunk(tmp_path: Path) -> None:
+    train("--out", tmp_path / "start", "--stop-after", "1")
+    start = weights(tmp_path / "start")
+    init = ("--init", tmp_path / "start" / "last.pt", "--tracker-steps", "0")
+    train("--out", tmp_path / "frozen", *init, "--freeze-trunk", "--stop-after", "2")
+    train("--out", tmp_path / "free", *init, "--stop-after", "2")
+    frozen, free = weights(tmp_path / "frozen"), weights(tmp_path / "free")
+    trunk = [k for k in start if ".vision_backbone.trunk." in k and start[k].is_floating_point()]
+    others = [k for k in start if k.startswith("detector.transformer.decoder.")]
+    assert trunk and others
+    assert all(torch.equal(frozen[k], start[k]) for k in trunk)
+    assert not all(torch.equal(free[k], start[k]) for k in trunk)
+    assert not all(torch.equal(frozen[k], start[k]) for k in others)
+
+
 def test_minutes_sizes_the_run_from_its_own_speed(tmp_path: Path) -> None:
     out = train("--out", tmp_path / "run", "--minutes", "0.2", "--detector-steps", "100000",
                 "--tracker-steps", "0")  # fmt: skip
