@@ -89,8 +89,19 @@ def print_summary(engine: Engine, file: TextIO | None = None) -> bool:
             print(f"streamer: stream {session.stream_id}: output failed: {output_error}", file=file)
     for session in engine.sessions.values():
         s = session.stats
-        print(f"streamer: {session.stream_id}: {s.frames_out} frames processed, "
-              f"{s.dropped} dropped, p50 {s.latency_ms.percentile(50):.0f} ms", file=file)  # fmt: skip
+        # what the redacted video lost or blurred whole is not what the model skipped
+        video = {
+            cause.removeprefix("redaction_").replace("_", " "): n
+            for cause, n in sorted(s.drops.items())
+            if cause.startswith("redaction_") and n
+        }
+        line = (
+            f"streamer: {session.stream_id}: {s.frames_out} frames processed, "
+            f"{s.dropped - sum(video.values())} skipped, p50 {s.latency_ms.percentile(50):.0f} ms"
+        )
+        if video:
+            line += "; redacted video: " + ", ".join(f"{n} {cause}" for cause, n in video.items())
+        print(line, file=file)
     return bool(engine.errors) or any(s.output_errors for s in engine.sessions.values())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from streamer.engine import Engine, EngineConfig, StreamNotFound, StreamSpec
 from streamer.session import StreamState
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
+from streamer.status import print_summary
 from tests.fakes import FakeSource, FakeSources, FakeTracker, eventually
 from tests.streamer.conftest import encode_clip, free_port
 
@@ -138,3 +140,8 @@ async def test_a_dead_output_stops_alone_and_the_stream_goes_on(
     assert len(lines) == 1 and not lines[0].exc_info
     assert lines[0].getMessage().startswith(f"stream {session.stream_id}: output stopped, the stream")
     assert not any("T0psecret" in r.getMessage() for r in caplog.records) and "T0psecret" not in str(seen)
+    summary = io.StringIO()
+    assert print_summary(engine, summary)  # an output failed: the run did not go as asked
+    missed = session.stats.drops["redaction_output_failed"]
+    assert "20 frames processed, 0 skipped, p50" in summary.getvalue()
+    assert summary.getvalue().rstrip().endswith(f"; redacted video: {missed} output failed")
