@@ -144,11 +144,12 @@ async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_fact
     ):
         # The API is up before the first stream is added: its WebRTC gateway registers the frame
         # tap that gives every later stream its WHEP egress (a stream added earlier has none).
+        # Its address is printed once the streams are there to be asked for.
+        for spec in specs:
+            await _add(engine, spec)
         if url:
             print(f"streamer: API at {url}/v1, events at {url}/v1/events (WebSocket), page at {url}/",
                   file=sys.stderr)  # fmt: skip
-        for spec in specs:
-            await _add(engine, spec)
         board = StatusBoard(engine.sessions, totals={s.stream_id: n for s in specs
                                                      if s.stream_id and (n := probe_frame_count(s.source))})  # fmt: skip
         await _until_done_or_signal(engine, board, stop, args.duration)

@@ -117,6 +117,17 @@ async def wait_for_api(base: str, http: aiohttp.ClientSession, run: asyncio.Task
     raise AssertionError(f"{base} did not come up")
 
 
+async def wait_for_stream(base: str, http: aiohttp.ClientSession, stream_id: str, token: str) -> None:
+    """The API comes up before the command adds its streams (sources are opened off the loop)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(500):
+        async with http.get(f"{base}/v1/streams/{stream_id}", headers=headers) as r:
+            if r.status == 200:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"stream {stream_id} was never added")
+
+
 async def test_run_events_ws_serves_ws_and_whep_for_its_own_streams(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -129,6 +140,7 @@ async def test_run_events_ws_serves_ws_and_whep_for_its_own_streams(
     try:
         async with aiohttp.ClientSession() as http:
             await wait_for_api(base, http, run)
+            await wait_for_stream(base, http, "s1", token)
             with pytest.raises(aiohttp.WSServerHandshakeError, match="401"):
                 await http.ws_connect(f"{base}/v1/streams/s1/events")  # the token is required
             async with http.ws_connect(f"{base}/v1/streams/s1/events?token={token}") as ws:

@@ -54,11 +54,10 @@ async def test_missing_and_unreadable_files_fail_with_one_clear_line(tmp_path: P
     async with engine:
         with pytest.raises(SourceError, match="not found"):
             await engine.add_stream(StreamSpec(str(tmp_path / "missing.mp4")))
-        session = await engine.add_stream(StreamSpec(str(garbage)))
-        await engine.join()
-    assert session.state is StreamState.FAILED
-    message = str(engine.errors[session.stream_id])
-    assert "garbage.mp4" in message and "\n" not in message
+        with pytest.raises(SourceError, match="garbage.mp4") as refused:  # refused up front too
+            await engine.add_stream(StreamSpec(str(garbage)))
+        assert not engine.sessions and not engine.errors
+    assert "\n" not in str(refused.value)
 
 
 async def test_bad_url_fails_its_stream_while_rtsp_keeps_running(rtsp_server: RtspServer, tiny_model: object) -> None:
