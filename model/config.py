@@ -201,6 +201,7 @@ class VideoConfig:
     reanchor_after: int = 0  # frames; 0 = off
     reanchor_reach: float = 1.0  # box-centre distance, in object sizes, one frame after the last match
     reanchor_reach_per_frame: float = 0.25  # ... and this much more per further frame
+    reanchor_reach_max: float = 3.0  # ... up to this: a long-lost object claims no far look-alike
     # overlaps between objects of one concept
     suppress_overlap_occlusion_thresh: float = 0.7  # IoU >= this: suppress the most recently occluded; 0 = off
     shrink_suppress_thresh: float = 0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area

@@ -36,7 +36,7 @@ def update_anchors(
     det_groups: torch.Tensor,
     frame: int,
     min_iou: float,
-    reach: tuple[float, float] | None = None,
+    reach: tuple[float, float, float] | None = None,
 ) -> None:
     """Matched objects' anchors move to their detections' boxes, one object per detection.
 
@@ -45,7 +45,7 @@ def update_anchors(
     only that other object: the slid one keeps its last anchor and motion, and once it has gone
     unconfirmed for `reanchor_after` frames, `reanchor_lost` offers it the detection where it
     should be (which would otherwise start a new ID). With `reach` (`reanchor_reach`,
-    `reanchor_reach_per_frame`), a detection far from where the object should be does not
+    `reanchor_reach_per_frame`, `reanchor_reach_max`), a detection far from where the object should be does not
     confirm it either: the track jumped onto a look-alike the detector also finds there.
     """
     rows = torch.nonzero(assoc.trk_matched).flatten().tolist()
@@ -134,6 +134,7 @@ def _near(
         candidates,
         cfg.reanchor_reach,
         cfg.reanchor_reach_per_frame,
+        cfg.reanchor_reach_max,
     )
 
 

@@ -24,6 +24,7 @@ that detection's mask as the frame's output), exactly as periodic re-conditionin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -153,6 +154,7 @@ def reanchor(
     candidates: Sequence[int],
     reach: float,
     reach_per_frame: float,
+    reach_max: float = math.inf,
 ) -> dict[int, int]:
     """{object index -> detection} for lost objects (`anchors`, by object index, with their
     concepts in `groups`) and candidate detections near where each object should be now
@@ -162,7 +164,9 @@ def reanchor(
     if not candidates or not rows:
         return {}
     boxes = masks_to_boxes(det_masks[list(candidates)])  # D x 4
-    near, distance = near_anchors([anchors[i] for i in rows], frame, boxes, reach, reach_per_frame)
+    near, distance = near_anchors(
+        [anchors[i] for i in rows], frame, boxes, reach, reach_per_frame, reach_max
+    )
     closeness = torch.where(near, 1 / (1 + distance), 0.0)  # in (0, 1] when near
     pairs = pair_greedily(closeness, det_groups, candidates, [groups[i] for i in rows], 1e-9)
     return {rows[j]: d for j, d in pairs.items()}
@@ -174,6 +178,7 @@ def near_anchors(
     boxes: torch.Tensor,
     reach: float,
     reach_per_frame: float,
+    reach_max: float = math.inf,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(D, L) bool: which of the xyxy `boxes` (D, 4) are near where each anchor's object should
     be at `frame`, and (D, L) their centre distances in object sizes.
@@ -181,7 +186,8 @@ def near_anchors(
     Near: the box centre lies within `reach` object sizes (sqrt of the anchor box's area) of the
     expected box's centre or of the last matched one's (the object may have stopped),
     `reach_per_frame` more for each frame after the first since the last match (the object may
-    have turned), and the two boxes' sizes differ by at most `LIKELY_SIZE`. Also near: the
+    have turned), up to `reach_max` (an object lost long ago does not take over a look-alike
+    anywhere in the frame), and the two boxes' sizes differ by at most `LIKELY_SIZE`. Also near: the
     object merged with a neighbour, a box that covers `MERGED_COVER` of the expected box and is
     at most `MERGED_SIZE` times its size.
     """
@@ -198,7 +204,7 @@ def near_anchors(
     since = torch.tensor(
         [frame - a.frame for a in anchors], dtype=distance.dtype, device=distance.device
     )
-    allowed = reach + reach_per_frame * (since - 1).clamp(min=0)
+    allowed = (reach + reach_per_frame * (since - 1).clamp(min=0)).clamp(max=reach_max)
     ratio = _size(boxes)[:, None] / size
     likely = (ratio >= 1 / LIKELY_SIZE) & (ratio <= LIKELY_SIZE)
     merged = (_covered(expected, boxes) >= MERGED_COVER) & (ratio <= MERGED_SIZE)

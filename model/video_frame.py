@@ -128,7 +128,7 @@ def run_frame(
         )
         new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
-            reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame)
+            reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
             update_anchors(
                 propagated, assoc, det_shapes, dets.groups, t, cfg.trk_assoc_iou_thresh, reach
             )

@@ -68,9 +68,9 @@ def test_a_detection_far_from_where_the_object_should_be_does_not_confirm_it() -
 
     far, near = matched_at(27), matched_at(13)
     jumped, anywhere, followed = track(0, 10), track(0, 10), track(0, 10)
-    update_anchors([jumped], *far, groups, 2, min_iou=0.5, reach=(1.0, 0.25))
+    update_anchors([jumped], *far, groups, 2, min_iou=0.5, reach=(1.0, 0.25, 3.0))
     update_anchors([anywhere], *far, groups, 2, min_iou=0.5)  # without a reach: any match
-    update_anchors([followed], *near, groups, 2, min_iou=0.5, reach=(1.0, 0.25))
+    update_anchors([followed], *near, groups, 2, min_iou=0.5, reach=(1.0, 0.25, 3.0))
 
     assert jumped.anchor is not None and jumped.anchor.frame == 0  # not confirmed
     assert anywhere.anchor is not None and anywhere.anchor.frame == 2

@@ -66,6 +66,16 @@ def test_reanchor_finds_a_moving_object_where_it_should_be_now() -> None:
     assert reanchor(moving, {0: 1}, 12, dets, *args) == {}  # another concept
 
 
+def test_the_reach_grows_with_the_frames_since_the_last_match_up_to_its_cap() -> None:
+    still = {0: Anchor(0, box(0, 0))}  # 4-pixel object; a look-alike 16 pixels (4 sizes) away
+    far = torch.stack([square(16, 0)])
+    grows = (torch.tensor([0]), [0], 1.0, 0.25)
+    assert reanchor(still, {0: 0}, 12, far, *grows) == {}  # 1 + 0.25 x 11 = 3.75 sizes
+    assert reanchor(still, {0: 0}, 14, far, *grows) == {0: 0}  # 4.25 sizes
+    assert reanchor(still, {0: 0}, 60, far, *grows, 3.0) == {}  # capped at 3 sizes
+    assert reanchor(still, {0: 0}, 60, torch.stack([square(12, 0)]), *grows, 3.0) == {0: 0}
+
+
 def test_reanchor_also_looks_where_the_object_was_last_matched() -> None:
     """It may have stopped: a detection on the last matched box is near however fast the object
     moved before."""
