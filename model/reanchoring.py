@@ -45,8 +45,9 @@ def update_anchors(
     only that other object: the slid one keeps its last anchor and motion, and once it has gone
     unconfirmed for `reanchor_after` frames, `reanchor_lost` offers it the detection where it
     should be (which would otherwise start a new ID). With `reach` (`reanchor_reach`,
-    `reanchor_reach_per_frame`, `reanchor_reach_max`), a detection far from where the object should be does not
-    confirm it either: the track jumped onto a look-alike the detector also finds there.
+    `reanchor_reach_per_frame`, `reanchor_reach_max`), a detection far from where the object
+    should be does not confirm it either: the track jumped onto a look-alike the detector also
+    finds there.
     """
     rows = torch.nonzero(assoc.trk_matched).flatten().tolist()
     if not rows:
@@ -56,14 +57,18 @@ def update_anchors(
     pairs = pair_greedily(assoc.ious[:, rows], det_groups, detections, groups, min_iou)
     if not pairs:
         return
+    paired = [tracks[rows[j]] for j in pairs]
     boxes = masks_to_boxes(det_masks[list(pairs.values())])  # one call for every pair
-    for (j, _), box in zip(pairs.items(), boxes, strict=True):
-        anchor = tracks[rows[j]].anchor
-        if reach is not None and anchor is not None:
-            near, _ = near_anchors([anchor], frame, box[None], *reach)
-            if not bool(near[0, 0]):
-                continue
-        confirm(tracks[rows[j]], frame, box)
+    near = [True] * len(paired)
+    anchored = {k: tr.anchor for k, tr in enumerate(paired) if tr.anchor is not None}
+    if reach is not None and anchored:  # one call for every anchored pair: its own box only
+        indices = list(anchored)
+        close, _ = near_anchors(list(anchored.values()), frame, boxes[indices], *reach)
+        for k, ok in zip(indices, close.diagonal().tolist(), strict=True):
+            near[k] = ok
+    for track, box, ok in zip(paired, boxes, near, strict=True):
+        if ok:
+            confirm(track, frame, box)
 
 
 def confirm(track: Track, frame: int, box: torch.Tensor) -> None:
