@@ -6,7 +6,7 @@
 #   bash scripts/train_embedded.sh            # ~25 h on 2 CPU cores
 #   bash scripts/train_embedded.sh --device cuda --workers 12   # on a GPU (stages 17-19: 16 min on an H100)
 #
-# Extra arguments go to every stage. The result is runs/embedded21/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded22/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -94,7 +94,7 @@ stage embedded18 --init runs/embedded17/last.pt --first-sample 900000 --batch 64
 stage embedded19 --init runs/embedded18/last.pt --first-sample 1000000 --batch 64 --prompts 4 \
     --lr 1.5e-4 --detector-steps 707 --tracker-steps 0 --eval-every 100000 \
     --export runs/embedded19/embedded.safetensors
-# 20.-21. on the two CPU cores, detector only around a fixed image trunk (--freeze-trunk), so
+# 20.-22. on the two CPU cores, detector only around a fixed image trunk (--freeze-trunk), so
 #     embedded15's tracker reads the features it was trained on. embedded20 (not shipped alone:
 #     7 ID switches on the 120 held-out clips against 3) and embedded21 each ran for about an
 #     hour with --minutes; these are the step counts that printed.
@@ -104,3 +104,6 @@ stage embedded20 --init runs/embedded19/embedded.safetensors --first-sample 1100
 stage embedded21 --init runs/embedded20/embedded.safetensors --first-sample 1200000 --batch 16 \
     --prompts 4 --lr 1.5e-4 --detector-steps 3091 --tracker-steps 0 --freeze-trunk \
     --export runs/embedded21/embedded.safetensors
+stage embedded22 --init runs/embedded21/embedded.safetensors --first-sample 1300000 --batch 16 \
+    --prompts 4 --lr 1e-4 --detector-steps 1953 --tracker-steps 0 --freeze-trunk \
+    --export runs/embedded22/embedded.safetensors
