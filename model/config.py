@@ -353,7 +353,8 @@ def _embedded() -> Sam3Config:
         # embedded12 71.9 at 0.5 (73.2 at 0.4, 71.6 at 0.6), embedded13 76.7 at 0.5 (76.8 at
         # 0.6, 74.8 at 0.4), embedded15 76.8 at 0.5 (76.4 at 0.6, 76.1 at 0.4), embedded16
         # 80.9 at 0.5 (79.8 at 0.4, 79.0 at 0.6) and, on 1,000 images, embedded19 80.7 at 0.5
-        # (80.2 at 0.6, 79.7 at 0.4), embedded21 81.6 at 0.5 (81.4 at 0.6, 81.3 at 0.4); 48 clips (`--validate --clips 48`) gave
+        # (80.2 at 0.6, 79.7 at 0.4), embedded21 81.6 at 0.5 (81.4 at 0.6, 81.3 at 0.4); 48
+        # clips (`--validate --clips 48`) gave
         # embedded10 4 ID switches and 230 false-positive frames with new objects at >= 0.7
         # and re-conditioning at >= 0.8, against 5 and 276 at 0.6 / 0.7 (at 0.7 / 0.8 embedded11: 8 and 185, embedded12: 3 and 213, embedded13: 2
         # and 185, embedded15: 1 and 158, embedded16: 1 and 163).

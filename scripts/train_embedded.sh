@@ -95,15 +95,15 @@ stage embedded19 --init runs/embedded18/last.pt --first-sample 1000000 --batch 6
     --lr 1.5e-4 --detector-steps 707 --tracker-steps 0 --eval-every 100000 \
     --export runs/embedded19/embedded.safetensors
 # 20.-22. on the two CPU cores, detector only around a fixed image trunk (--freeze-trunk), so
-#     embedded15's tracker reads the features it was trained on. embedded20 (not shipped alone:
-#     7 ID switches on the 120 held-out clips against 3) and embedded21 each ran for about an
-#     hour with --minutes; these are the step counts that printed.
-stage embedded20 --init runs/embedded19/embedded.safetensors --first-sample 1100000 --batch 16 \
-    --prompts 4 --lr 2e-4 --detector-steps 4517 --tracker-steps 0 --freeze-trunk \
-    --export runs/embedded20/embedded.safetensors
-stage embedded21 --init runs/embedded20/embedded.safetensors --first-sample 1200000 --batch 16 \
-    --prompts 4 --lr 1.5e-4 --detector-steps 3091 --tracker-steps 0 --freeze-trunk \
-    --export runs/embedded21/embedded.safetensors
-stage embedded22 --init runs/embedded21/embedded.safetensors --first-sample 1300000 --batch 16 \
-    --prompts 4 --lr 1e-4 --detector-steps 1953 --tracker-steps 0 --freeze-trunk \
-    --export runs/embedded22/embedded.safetensors
+#     embedded15's tracker reads the features it was trained on: batch 16 from sample index $3
+#     at rate $4 for $5 steps, the counts that --minutes 60, 62 and 28 printed (embedded20 was
+#     not shipped alone: 7 ID switches on the 120 held-out clips against 3).
+frozen() {
+    local name=$1 from=$2 first_sample=$3 lr=$4 steps=$5
+    stage "$name" --init "runs/$from/embedded.safetensors" --first-sample "$first_sample" \
+        --batch 16 --prompts 4 --lr "$lr" --detector-steps "$steps" --tracker-steps 0 \
+        --freeze-trunk --export "runs/$name/embedded.safetensors"
+}
+frozen embedded20 embedded19 1100000 2e-4 4517
+frozen embedded21 embedded20 1200000 1.5e-4 3091
+frozen embedded22 embedded21 1300000 1e-4 1953
