@@ -50,6 +50,13 @@ class Track:
         """Association / non-overlap group: the concept, or a group of its own for user objects."""
         return self.concept_id if self.concept_id is not None else -1 - self.object_id
 
+    def trade_memory(self, other: Track) -> None:
+        """Swap what the tracker remembers (memory bank, last mask and occlusion) with `other`'s,
+        each keeping its identity (ID, anchor, age): their tracks had traded objects."""
+        self.bank, other.bank = other.bank, self.bank
+        self.last_mask, other.last_mask = other.last_mask, self.last_mask
+        self.last_occluded, other.last_occluded = other.last_occluded, self.last_occluded
+
 
 @dataclass
 class Lifecycle:

@@ -6,7 +6,9 @@ object per detection, best overlap first; `Anchor.sighted`); an object no detect
 for `reanchor_after` frames is offered the would-be new detections and the confident detections
 only lost objects overlap, near where it should be now. The same geometry revives dormant
 objects (model/lifecycle.py): a would-be new detection near where a recently removed object
-should be takes back its ID.
+should be takes back its ID. Before anchors see the frame, `untangle` (`untangle_margin`) finds
+look-alikes whose tracks traded objects as they crossed and trades their memories back
+(docs/video.md, "Untangling crossings").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from model.config import VideoConfig
 from model.lifecycle import Track
 from model.reassociation import (
     Anchor,
+    crossed_pairs,
     near_anchors,
     pair_greedily,
     reanchor,
@@ -49,15 +52,10 @@ def update_anchors(
     should be does not confirm it either: the track jumped onto a look-alike the detector also
     finds there.
     """
-    rows = torch.nonzero(assoc.trk_matched).flatten().tolist()
-    if not rows:
-        return
-    detections = list(range(int(det_masks.shape[0])))
-    groups = [tracks[i].group for i in rows]
-    pairs = pair_greedily(assoc.ious[:, rows], det_groups, detections, groups, min_iou)
+    pairs = _matched(tracks, assoc, det_groups, min_iou)
     if not pairs:
         return
-    paired = [tracks[rows[j]] for j in pairs]
+    paired = [tracks[i] for i in pairs]
     boxes = masks_to_boxes(det_masks[list(pairs.values())])  # one call for every pair
     near = [True] * len(paired)
     anchored = {k: tr.anchor for k, tr in enumerate(paired) if tr.anchor is not None}
@@ -69,6 +67,86 @@ def update_anchors(
     for track, box, ok in zip(paired, boxes, near, strict=True):
         if ok:
             confirm(track, frame, box)
+
+
+def untangle(
+    cfg: VideoConfig,
+    tracks: Sequence[Track],
+    frame: int,
+    assoc: Association,
+    det_masks: torch.Tensor,
+    det_groups: torch.Tensor,
+    new_dets: Sequence[int],
+) -> list[int] | None:
+    """Look-alikes whose tracks traded objects as they crossed trade their memories back.
+
+    Each anchored object is paired with the detection it is about to take: the one its track
+    matches (as `update_anchors` pairs them), or for a lost object (`reanchor_lost`), the
+    nearest would-be new detection up to `reanchor_reach_max` sizes away. A pair whose two
+    detections fit the objects' motions far better the other way round (`crossed_pairs`,
+    `untangle_margin`) crossed, and each track followed the other object out of the crossing:
+    the two `Track`s trade memories (`Track.trade_memory`), keeping their IDs and anchors.
+    Returns how this frame's tracker rows follow the memories (row i becomes row order[i],
+    the output of the memory track i now holds), or None when nothing crossed.
+    """
+    matched = _matched(tracks, assoc, det_groups, cfg.trk_assoc_iou_thresh)
+    adrift = {
+        i: tr
+        for i, tr in enumerate(tracks)
+        if i not in matched
+        and tr.anchor is not None
+        and tr.concept_id is not None
+        and frame - tr.anchor.frame >= cfg.reanchor_after
+    }
+    taken = {**matched, **_nearest(cfg, adrift, frame, det_masks, det_groups, new_dets)}
+    anchors = {i: a for i in taken if (a := tracks[i].anchor) is not None}
+    if len(anchors) < 2:
+        return None
+    rows = list(anchors)
+    boxes = masks_to_boxes(det_masks[[taken[i] for i in rows]])
+    groups = [tracks[i].group for i in rows]
+    reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
+    crossed = crossed_pairs(
+        list(anchors.values()), frame, boxes, groups, cfg.untangle_margin, reach
+    )
+    if not crossed:
+        return None
+    order = list(range(len(tracks)))
+    for a, b in crossed:
+        i, j = rows[a], rows[b]
+        tracks[i].trade_memory(tracks[j])
+        order[i], order[j] = j, i
+    return order
+
+
+def _nearest(
+    cfg: VideoConfig,
+    tracks: Mapping[int, Track],
+    frame: int,
+    det_masks: torch.Tensor,
+    det_groups: torch.Tensor,
+    candidates: Sequence[int],
+) -> dict[int, int]:
+    """Key -> the candidate detection nearest where each of `tracks` should be, up to
+    `reanchor_reach_max` object sizes away however recently it was confirmed."""
+    anchors = {k: a for k, tr in tracks.items() if (a := tr.anchor) is not None}
+    groups = {k: tracks[k].group for k in anchors}
+    reach = cfg.reanchor_reach_max
+    return reanchor(anchors, groups, frame, det_masks, det_groups, candidates, reach, 0.0, reach)
+
+
+def _matched(
+    tracks: Sequence[Track], assoc: Association, det_groups: torch.Tensor, min_iou: float
+) -> dict[int, int]:
+    """Track index -> its detection: same concept, IoU >= min_iou, best pairs first, one
+    object per detection."""
+    rows = torch.nonzero(assoc.trk_matched).flatten().tolist()
+    if not rows:
+        return {}
+    detections = list(range(int(assoc.ious.shape[0])))
+    groups = [tracks[i].group for i in rows]
+    pairs = pair_greedily(assoc.ious[:, rows], det_groups, detections, groups, min_iou)
+    return {rows[j]: d for j, d in pairs.items()}
 
 
 def confirm(track: Track, frame: int, box: torch.Tensor) -> None:

@@ -211,6 +211,54 @@ def near_anchors(
     return ((distance <= allowed) & likely) | merged, distance
 
 
+CROSSED_RATIO = 2.0  # traded detections fit the two motions at least this many times better
+
+
+def crossed_pairs(
+    anchors: Sequence[Anchor],
+    frame: int,
+    boxes: torch.Tensor,
+    groups: Sequence[int],
+    margin: float,
+    reach: tuple[float, float, float],
+) -> list[tuple[int, int]]:
+    """Pairs (a, b) of objects of one concept whose tracks have traded objects at `frame`.
+
+    `boxes` (K, 4) xyxy: the detection each of the K anchored objects matched this frame. The
+    two detections fit the objects' motions better the other way round: their summed centre
+    distances from where each object should be (in object sizes, as `near_anchors`) drop by at
+    least `margin` and by `CROSSED_RATIO` times, and each is near the object it would go to
+    (`reach`: `near_anchors`' reach, per frame and max). The clearest pairs first; each object
+    in one pair at most.
+    """
+    if len(anchors) < 2:
+        return []
+    near, distance = near_anchors(anchors, frame, boxes, *reach)  # (K, K): [box, anchor]
+    kept = distance.diagonal()
+    now = kept[:, None] + kept[None, :]
+    traded = distance + distance.T  # [a, b]: a's box to b, b's box to a
+    same = torch.tensor(list(groups), device=boxes.device)
+    crossed = (
+        (same[:, None] == same[None, :])
+        & near
+        & near.T
+        & (now - traded >= margin)
+        & (traded * CROSSED_RATIO <= now)
+    )
+    crossed = torch.triu(crossed, diagonal=1)
+    gain = torch.where(crossed, now - traded, -math.inf).flatten()
+    pairs: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    for flat in torch.argsort(gain, descending=True, stable=True).tolist():
+        if gain[flat] == -math.inf:
+            break
+        a, b = divmod(flat, len(anchors))
+        if a not in taken and b not in taken:
+            pairs.append((a, b))
+            taken |= {a, b}
+    return pairs
+
+
 def _covered(boxes: torch.Tensor, covers: torch.Tensor) -> torch.Tensor:
     """(L, 4), (D, 4) xyxy -> (D, L): the fraction of each of `boxes` inside each of `covers`."""
     return box_intersection(covers, boxes) / box_area(boxes).clamp(min=1)

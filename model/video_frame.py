@@ -38,7 +38,14 @@ from model.mask_rules import (
     suppress_shrunk,
 )
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
-from model.reanchoring import confirm, reanchor_lost, regain_after_gap, revive, update_anchors
+from model.reanchoring import (
+    confirm,
+    reanchor_lost,
+    regain_after_gap,
+    revive,
+    untangle,
+    update_anchors,
+)
 from model.streams import side_by_side
 from model.tracker_types import ObjectPrompt
 from model.types import (
@@ -127,6 +134,17 @@ def run_frame(
             det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
         )
         new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
+        if cfg.untangle_margin > 0 and cfg.reanchor_after > 0 and not st.after_gap:
+            order = untangle(cfg, propagated, t, assoc, det_shapes, dets.groups, new_dets)
+            if order is not None:  # look-alikes that crossed traded memories: rows follow them
+                prop = TrackOutput(*(x if x is None else x[order] for x in prop))
+                prop_logits, trk_bin = prop_logits[order], trk_bin[order]
+                assoc = associate(
+                    det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
+                )
+                new_dets = not_over(
+                    assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh
+                )
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
             reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
             update_anchors(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from model.association import Association, AssociationThresholds, associate
+from model.config import VideoConfig
 from model.lifecycle import Track
 from model.memory_bank import MemoryBank, MemoryCaps
-from model.reanchoring import update_anchors
+from model.reanchoring import untangle, update_anchors
 from model.reassociation import Anchor
 
 
@@ -75,3 +78,50 @@ def test_a_detection_far_from_where_the_object_should_be_does_not_confirm_it() -
     assert jumped.anchor is not None and jumped.anchor.frame == 0  # not confirmed
     assert anywhere.anchor is not None and anywhere.anchor.frame == 2
     assert followed.anchor is not None and followed.anchor.frame == 2
+
+
+def test_tracks_that_traded_look_alikes_trade_their_memories_back() -> None:
+    # object 0 moves right at 1 px / frame along y = 10, object 1 left along y = 18; on frame 2
+    # each track holds the other object (their memories followed the wrong one)
+    tracks = [track(0, 10), track(1, 20)]
+    tracks[1].anchor = Anchor(0, torch.tensor([20.0, 18.0, 26.0, 24.0]), torch.tensor([-1.0, 0]))
+    banks = [tr.bank for tr in tracks]
+    det_masks = torch.stack([square(12, 10), square(18, 18)])
+    trk_masks = det_masks.flip(0)
+    groups = torch.zeros(2, dtype=torch.long)
+    assoc = associate(
+        det_masks, torch.tensor([0.9, 0.9]), groups, trk_masks, groups, AssociationThresholds()
+    )
+    cfg = VideoConfig(reanchor_after=1, untangle_margin=1.0)
+
+    assert (
+        untangle(replace(cfg, untangle_margin=9.0), tracks, 2, assoc, det_masks, groups, []) is None
+    )
+    assert [tr.bank for tr in tracks] == banks
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, []) == [1, 0]
+    assert [tr.bank for tr in tracks] == banks[::-1]  # memories traded, identities kept
+    assert [tr.object_id for tr in tracks] == [0, 1]
+    assert [tr.anchor.frame for tr in tracks if tr.anchor is not None] == [0, 0]
+
+    # untraded tracks stay as they are
+    kept = associate(
+        det_masks, torch.tensor([0.9, 0.9]), groups, det_masks, groups, AssociationThresholds()
+    )
+    assert untangle(cfg, tracks, 2, kept, det_masks, groups, []) is None
+
+
+def test_a_lost_track_trades_with_one_that_took_its_object() -> None:
+    # object 1's track slid onto object 0 and matches its detection; object 0's track lost it
+    # (empty mask), and object 1 itself is a would-be new detection where it should be
+    tracks = [track(0, 10), track(1, 20)]
+    tracks[1].anchor = Anchor(0, torch.tensor([20.0, 18.0, 26.0, 24.0]), torch.tensor([-1.0, 0]))
+    det_masks = torch.stack([square(12, 10), square(18, 18)])
+    trk_masks = torch.stack([torch.zeros(32, 32, dtype=torch.bool), square(12, 10)])
+    groups = torch.zeros(2, dtype=torch.long)
+    assoc = associate(
+        det_masks, torch.tensor([0.9, 0.9]), groups, trk_masks, groups, AssociationThresholds()
+    )
+    assert assoc.new_dets == (1,)
+    cfg = VideoConfig(reanchor_after=1, untangle_margin=1.0)
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, []) is None  # no candidate
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, [1]) == [1, 0]

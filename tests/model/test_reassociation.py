@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from model.reassociation import Anchor, reanchor, reassociate, swallowed_detections
+from model.reassociation import (
+    Anchor,
+    crossed_pairs,
+    reanchor,
+    reassociate,
+    swallowed_detections,
+)
 
 
 def square(x0: int, y0: int, size: int = 4, grid: int = 32) -> torch.Tensor:
@@ -135,3 +141,28 @@ def test_each_detection_and_object_is_used_once() -> None:
     lost = torch.stack([square(0, 0), square(2, 0)])
     pairs = reassociate(dets, torch.tensor([0, 0]), [0, 1], lost, [0, 0], min_iou=0.1)
     assert pairs == {0: 0, 1: 1}
+
+
+def test_look_alikes_whose_detections_fit_each_others_motion_crossed() -> None:
+    """Object 0 moves right along y = 0, object 1 left along y = 6; on frame 3 each matched the
+    detection where the other should be."""
+    right = Anchor(0, box(0, 0)).moved_to(1, box(2, 0))  # 2 px / frame
+    left = Anchor(0, box(20, 6)).moved_to(1, box(18, 6))
+    anchors, reach = [right, left], (1.0, 0.25, 3.0)
+    traded = torch.stack([box(14, 6), box(6, 0)])  # (box of object 0, box of object 1)
+    kept = torch.stack([box(6, 0), box(14, 6)])
+    assert crossed_pairs(anchors, 3, traded, [0, 0], 1.0, reach) == [(0, 1)]
+    assert crossed_pairs(anchors, 3, kept, [0, 0], 1.0, reach) == []
+    assert crossed_pairs(anchors, 3, traded, [0, 1], 1.0, reach) == []  # two concepts
+    assert crossed_pairs(anchors, 3, traded, [0, 0], 9.0, reach) == []  # gain under the margin
+    # a third object elsewhere changes nothing; each object is in one pair at most
+    still = Anchor(0, box(0, 20))
+    three = torch.stack([box(14, 6), box(6, 0), box(0, 20)])
+    assert crossed_pairs([right, left, still], 3, three, [0, 0, 0], 1.0, reach) == [(0, 1)]
+
+
+def test_a_trade_that_fits_the_motions_only_slightly_better_is_no_crossing() -> None:
+    """Two look-alikes side by side, each detection a little off: not evidence of a trade."""
+    a, b = Anchor(0, box(0, 0)), Anchor(0, box(5, 0))
+    boxes = torch.stack([box(3, 0), box(2, 0)])  # both near the middle
+    assert crossed_pairs([a, b], 1, boxes, [0, 0], 0.5, (1.0, 0.25, 3.0)) == []

@@ -342,6 +342,47 @@ def test_reanchoring_ignores_stray_pixels_of_a_detection() -> None:
     assert all(ids(r) == [0] for r in results[37:])
 
 
+class TradingModel(ScriptedModel):
+    """A scripted tracker that hands its two objects each other's masks on frame `at`, as a
+    small tracker does when look-alikes pass close by, and follows the traded masks after."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def track(self, features: object, memory: MemoryBatch) -> TrackOutput:
+        out = super().track(features, memory)
+        if self.calls["encode_images"] - 1 == self.at and out.mask_logits.shape[0] == 2:
+            return TrackOutput(*(x if x is None else x.flip(0) for x in out))
+        return out
+
+
+def test_look_alikes_whose_tracks_trade_objects_keep_their_ids() -> None:
+    """Two red squares pass each other, one above the other; on frame 18 the scripted tracker
+    trades them. Untangling trades the tracks' memories back at once."""
+    scene = (
+        Square("red", first=0, last=99, x=4, y=6, vx=1.0),  # object 0, upper, moving right
+        Square("red", first=0, last=99, x=40, y=26, vx=-1.0),  # object 1, lower, moving left
+    )
+
+    def follow(untangle_margin: float) -> list[FrameTrack]:
+        cfg = replace(
+            CFG, reanchor_after=1, untangle_margin=untangle_margin, recondition_every_nth_frame=0
+        )
+        tracker = VideoTracker(TradingModel(at=18), cfg)
+        tracker.add_concept(Concept(text="red"))
+        return [tracker.step(render(scene, t)) for t in range(30)]
+
+    def upper(result: FrameTrack) -> int:
+        return min(result.objects, key=lambda o: o.box_xyxy[1]).object_id
+
+    traded = follow(0.0)
+    assert [upper(r) for r in traded[17:20]] == [0, 1, 1]  # the IDs traded objects for good
+    untangled = follow(1.0)
+    assert all(ids(r) == [0, 1] and upper(r) == 0 for r in untangled)
+    assert [e.object_id for r in untangled for e in r.started] == [0, 1]
+
+
 def test_finish_and_bad_input() -> None:
     tracker, _ = run(3)
     events = tracker.finish()
