@@ -378,8 +378,10 @@ def _embedded() -> Sam3Config:
             # two touching look-alikes: one track swelled over both and remembered both as
             # itself; 120 held-out clips 9 -> 5 ID switches, 144 validation clips 8 -> 8
             memory_non_overlap=True,
-            # look-alikes crossing: each track followed the other object out of it; 576
-            # validation clips (144-719) 39 -> 34 ID switches, 120 held-out clips 2 -> 2
+            # look-alikes crossing: each track followed the other object out of it; embedded22
+            # on 576 validation clips (144-719) 39 -> 34 ID switches, 120 held-out clips 2 -> 2;
+            # embedded23 with swallowed detections as lost objects' candidates: 120 held-out
+            # clips 7 -> 1 (6 -> 0 in the clip of two touching red rings), validation 24 -> 25
             untangle_margin=1.0,
         ),
     )

@@ -76,13 +76,15 @@ def untangle(
     assoc: Association,
     det_masks: torch.Tensor,
     det_groups: torch.Tensor,
+    confident: torch.Tensor,
     new_dets: Sequence[int],
 ) -> list[int] | None:
     """Look-alikes whose tracks traded objects as they crossed trade their memories back.
 
     Each anchored object is paired with the detection it is about to take: the one its track
-    matches (as `update_anchors` pairs them), or for a lost object (`reanchor_lost`), the
-    nearest would-be new detection up to `reanchor_reach_max` sizes away. A pair whose two
+    matches (as `update_anchors` pairs them), or for a lost object, the nearest of the
+    detections `reanchor_lost` offers it (would-be new ones, and confident ones only swollen
+    masks overlap), up to `reanchor_reach_max` sizes away. A pair whose two
     detections fit the objects' motions far better the other way round (`crossed_pairs`,
     `untangle_margin`) crossed, and each track followed the other object out of the crossing:
     the two `Track`s trade memories (`Track.trade_memory`), keeping their IDs and anchors.
@@ -90,15 +92,9 @@ def untangle(
     the output of the memory track i now holds), or None when nothing crossed.
     """
     matched = _matched(tracks, assoc, det_groups, cfg.trk_assoc_iou_thresh)
-    adrift = {
-        i: tr
-        for i, tr in enumerate(tracks)
-        if i not in matched
-        and tr.anchor is not None
-        and tr.concept_id is not None
-        and frame - tr.anchor.frame >= cfg.reanchor_after
-    }
-    taken = {**matched, **_nearest(cfg, adrift, frame, det_masks, det_groups, new_dets)}
+    adrift = _adrift(cfg, tracks, frame, matched)
+    offered = _offered(cfg, assoc, confident, adrift, new_dets)
+    taken = {**matched, **_nearest(cfg, adrift, frame, det_masks, det_groups, offered)}
     anchors = {i: a for i in taken if (a := tracks[i].anchor) is not None}
     if len(anchors) < 2:
         return None
@@ -169,19 +165,41 @@ def reanchor_lost(
     """Track index -> detection for the concept objects no detection has matched for
     `reanchor_after` frames. det_masks (N, m, m) bool; confident (N,) bool: scores good enough
     to start an object; new_dets: the detections that would start one."""
-    adrift = {
+    adrift = _adrift(cfg, tracks, frame)
+    if not adrift:
+        return {}
+    offered = _offered(cfg, assoc, confident, adrift, new_dets)
+    return _near(cfg, adrift, frame, det_masks, det_groups, offered)
+
+
+def _adrift(
+    cfg: VideoConfig, tracks: Sequence[Track], frame: int, matched: Mapping[int, int] | None = None
+) -> dict[int, Track]:
+    """Index -> track, for the concept objects no detection has matched for `reanchor_after`
+    frames (nor this frame, by `matched`)."""
+    return {
         i: tr
         for i, tr in enumerate(tracks)
         if tr.anchor is not None
         and tr.concept_id is not None
         and frame - tr.anchor.frame >= cfg.reanchor_after
+        and i not in (matched or {})
     }
-    if not adrift:
-        return {}
+
+
+def _offered(
+    cfg: VideoConfig,
+    assoc: Association,
+    confident: torch.Tensor,
+    adrift: Mapping[int, Track],
+    new_dets: Sequence[int],
+) -> list[int]:
+    """The detections lost objects may take: would-be new ones, and the confident ones only
+    swollen masks overlap (`swallowed_detections`)."""
     swallowed = swallowed_detections(
         assoc.ious, confident, list(adrift), cfg.trk_assoc_iou_thresh, cfg.assoc_iou_thresh
     )
-    return _near(cfg, adrift, frame, det_masks, det_groups, [*new_dets, *swallowed])
+    return [*new_dets, *swallowed]
 
 
 def revive(

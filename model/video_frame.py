@@ -135,7 +135,10 @@ def run_frame(
         )
         new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
         if cfg.untangle_margin > 0 and cfg.reanchor_after > 0 and not st.after_gap:
-            order = untangle(cfg, propagated, t, assoc, det_shapes, dets.groups, new_dets)
+            confident = dets.scores >= dets.new_min
+            order = untangle(
+                cfg, propagated, t, assoc, det_shapes, dets.groups, confident, new_dets
+            )
             if order is not None:  # look-alikes that crossed traded memories: rows follow them
                 prop = TrackOutput(*(x if x is None else x[order] for x in prop))
                 prop_logits, trk_bin = prop_logits[order], trk_bin[order]

@@ -6,7 +6,7 @@
 #   bash scripts/train_embedded.sh            # ~25 h on 2 CPU cores
 #   bash scripts/train_embedded.sh --device cuda --workers 12   # on a GPU (stages 17-19: 16 min on an H100)
 #
-# Extra arguments go to every stage. The result is runs/embedded22/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded23/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -94,10 +94,10 @@ stage embedded18 --init runs/embedded17/last.pt --first-sample 900000 --batch 64
 stage embedded19 --init runs/embedded18/last.pt --first-sample 1000000 --batch 64 --prompts 4 \
     --lr 1.5e-4 --detector-steps 707 --tracker-steps 0 --eval-every 100000 \
     --export runs/embedded19/embedded.safetensors
-# 20.-22. on the two CPU cores, detector only around a fixed image trunk (--freeze-trunk), so
+# 20.-23. on the two CPU cores, detector only around a fixed image trunk (--freeze-trunk), so
 #     embedded15's tracker reads the features it was trained on: batch 16 from sample index $3
-#     at rate $4 for $5 steps, the counts that --minutes 60, 62 and 28 printed (embedded20 was
-#     not shipped alone: 7 ID switches on the 120 held-out clips against 3).
+#     at rate $4 for $5 steps, the counts that --minutes 60, 62, 28 and 32 printed (embedded20
+#     was not shipped alone: 7 ID switches on the 120 held-out clips against 3).
 frozen() {
     local name=$1 from=$2 first_sample=$3 lr=$4 steps=$5
     stage "$name" --init "runs/$from/embedded.safetensors" --first-sample "$first_sample" \
@@ -107,3 +107,4 @@ frozen() {
 frozen embedded20 embedded19 1100000 2e-4 4517
 frozen embedded21 embedded20 1200000 1.5e-4 3091
 frozen embedded22 embedded21 1300000 1e-4 1953
+frozen embedded23 embedded22 1400000 1e-4 2256

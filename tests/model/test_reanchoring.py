@@ -80,6 +80,9 @@ def test_a_detection_far_from_where_the_object_should_be_does_not_confirm_it() -
     assert followed.anchor is not None and followed.anchor.frame == 2
 
 
+SURE = torch.tensor([True, True])  # both detections confident
+
+
 def test_tracks_that_traded_look_alikes_trade_their_memories_back() -> None:
     # object 0 moves right at 1 px / frame along y = 10, object 1 left along y = 18; on frame 2
     # each track holds the other object (their memories followed the wrong one)
@@ -95,10 +98,11 @@ def test_tracks_that_traded_look_alikes_trade_their_memories_back() -> None:
     cfg = VideoConfig(reanchor_after=1, untangle_margin=1.0)
 
     assert (
-        untangle(replace(cfg, untangle_margin=9.0), tracks, 2, assoc, det_masks, groups, []) is None
+        untangle(replace(cfg, untangle_margin=9.0), tracks, 2, assoc, det_masks, groups, SURE, [])
+        is None
     )
     assert [tr.bank for tr in tracks] == banks
-    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, []) == [1, 0]
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, SURE, []) == [1, 0]
     assert [tr.bank for tr in tracks] == banks[::-1]  # memories traded, identities kept
     assert [tr.object_id for tr in tracks] == [0, 1]
     assert [tr.anchor.frame for tr in tracks if tr.anchor is not None] == [0, 0]
@@ -107,7 +111,7 @@ def test_tracks_that_traded_look_alikes_trade_their_memories_back() -> None:
     kept = associate(
         det_masks, torch.tensor([0.9, 0.9]), groups, det_masks, groups, AssociationThresholds()
     )
-    assert untangle(cfg, tracks, 2, kept, det_masks, groups, []) is None
+    assert untangle(cfg, tracks, 2, kept, det_masks, groups, SURE, []) is None
 
 
 def test_a_lost_track_trades_with_one_that_took_its_object() -> None:
@@ -123,5 +127,25 @@ def test_a_lost_track_trades_with_one_that_took_its_object() -> None:
     )
     assert assoc.new_dets == (1,)
     cfg = VideoConfig(reanchor_after=1, untangle_margin=1.0)
-    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, []) is None  # no candidate
-    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, [1]) == [1, 0]
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, SURE, []) is None  # no candidate
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, SURE, [1]) == [1, 0]
+
+
+def test_a_lost_track_trades_for_a_detection_a_swollen_mask_swallowed() -> None:
+    # object 1's track slid onto object 0 (moving right, where object 0 should be) and spills
+    # onto object 1's detection, which is then neither matched nor new; object 0's track is lost
+    tracks = [track(0, 10), track(1, 16)]
+    tracks[1].anchor = Anchor(0, torch.tensor([16.0, 16.0, 22.0, 22.0]), torch.zeros(2))
+    det_masks = torch.stack([square(12, 10), square(16, 16)])
+    spill = torch.zeros(32, 32, dtype=torch.bool)
+    spill[16:19, 16:19] = True
+    trk_masks = torch.stack([torch.zeros(32, 32, dtype=torch.bool), square(12, 10) | spill])
+    groups = torch.zeros(2, dtype=torch.long)
+    assoc = associate(
+        det_masks, torch.tensor([0.9, 0.9]), groups, trk_masks, groups, AssociationThresholds()
+    )
+    assert assoc.new_dets == () and assoc.trk_matched.tolist() == [False, True]
+    cfg = VideoConfig(reanchor_after=1, untangle_margin=1.0)
+    unsure = torch.tensor([False, False])
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, unsure, []) is None
+    assert untangle(cfg, tracks, 2, assoc, det_masks, groups, SURE, []) == [1, 0]
