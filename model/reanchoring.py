@@ -94,7 +94,8 @@ def untangle(
     matched = _matched(tracks, assoc, det_groups, cfg.trk_assoc_iou_thresh)
     adrift = _adrift(cfg, tracks, frame, matched)
     offered = _offered(cfg, assoc, confident, adrift, new_dets)
-    taken = {**matched, **_nearest(cfg, adrift, frame, det_masks, det_groups, offered)}
+    farthest = (cfg.reanchor_reach_max, 0.0, cfg.reanchor_reach_max)  # as far as it ever reaches
+    taken = {**matched, **_near(cfg, adrift, frame, det_masks, det_groups, offered, farthest)}
     anchors = {i: a for i in taken if (a := tracks[i].anchor) is not None}
     if len(anchors) < 2:
         return None
@@ -113,22 +114,6 @@ def untangle(
         tracks[i].trade_memory(tracks[j])
         order[i], order[j] = j, i
     return order
-
-
-def _nearest(
-    cfg: VideoConfig,
-    tracks: Mapping[int, Track],
-    frame: int,
-    det_masks: torch.Tensor,
-    det_groups: torch.Tensor,
-    candidates: Sequence[int],
-) -> dict[int, int]:
-    """Key -> the candidate detection nearest where each of `tracks` should be, up to
-    `reanchor_reach_max` object sizes away however recently it was confirmed."""
-    anchors = {k: a for k, tr in tracks.items() if (a := tr.anchor) is not None}
-    groups = {k: tracks[k].group for k in anchors}
-    reach = cfg.reanchor_reach_max
-    return reanchor(anchors, groups, frame, det_masks, det_groups, candidates, reach, 0.0, reach)
 
 
 def _matched(
@@ -223,20 +208,15 @@ def _near(
     det_masks: torch.Tensor,
     det_groups: torch.Tensor,
     candidates: Sequence[int],
+    reach: tuple[float, float, float] | None = None,
 ) -> dict[int, int]:
-    """Key -> candidate detection near where each of `tracks` with an anchor should be now."""
+    """Key -> candidate detection near where each of `tracks` with an anchor should be now
+    (`reach`: reach, per frame, max; default the config's re-anchoring reach)."""
     anchors = {k: tr.anchor for k, tr in tracks.items() if tr.anchor is not None}
-    return reanchor(
-        anchors,
-        {k: tracks[k].group for k in anchors},
-        frame,
-        det_masks,
-        det_groups,
-        candidates,
-        cfg.reanchor_reach,
-        cfg.reanchor_reach_per_frame,
-        cfg.reanchor_reach_max,
-    )
+    groups = {k: tracks[k].group for k in anchors}
+    if reach is None:
+        reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
+    return reanchor(anchors, groups, frame, det_masks, det_groups, candidates, *reach)
 
 
 def regain_after_gap(
