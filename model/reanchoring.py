@@ -84,10 +84,10 @@ def untangle(
     Each anchored object is paired with the detection it is about to take: the one its track
     matches (as `update_anchors` pairs them), or for a lost object, the nearest of the
     detections `reanchor_lost` offers it (would-be new ones, and confident ones only swollen
-    masks overlap), up to `reanchor_reach_max` sizes away. A pair whose two
-    detections fit the objects' motions far better the other way round (`crossed_pairs`,
-    `untangle_margin`) crossed, and each track followed the other object out of the crossing:
-    the two `Track`s trade memories (`Track.trade_memory`), keeping their IDs and anchors.
+    masks overlap), up to `reanchor_reach_max` sizes away. A pair whose two detections fit
+    the objects' motions far better the other way round (`crossed_pairs`, `untangle_margin`)
+    crossed, and each track followed the other object out of the crossing: the two `Track`s
+    trade memories (`Track.trade_memory`), keeping their IDs and anchors.
     Returns how this frame's tracker rows follow the memories (row i becomes row order[i],
     the output of the memory track i now holds), or None when nothing crossed.
     """

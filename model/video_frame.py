@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from model.association import (
+    Association,
     AssociationThresholds,
     HotStartRule,
     associate,
@@ -130,24 +131,24 @@ def run_frame(
             cfg.high_conf_thresh,
             cfg.high_iou_thresh,
         )
-        assoc = associate(
-            det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
-        )
-        new_dets = not_over(assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
+
+        def associated(trk_bin: torch.Tensor) -> tuple[Association, list[int]]:
+            """The association with the tracks' masks, and the detections that would spawn."""
+            a = associate(
+                det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
+            )
+            return a, not_over(a.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh)
+
+        assoc, new_dets = associated(trk_bin)
+        confident = dets.scores >= dets.new_min  # scores good enough to start an object
         if cfg.untangle_margin > 0 and cfg.reanchor_after > 0 and not st.after_gap:
-            confident = dets.scores >= dets.new_min
             order = untangle(
                 cfg, propagated, t, assoc, det_shapes, dets.groups, confident, new_dets
             )
             if order is not None:  # look-alikes that crossed traded memories: rows follow them
                 prop = TrackOutput(*(x if x is None else x[order] for x in prop))
                 prop_logits, trk_bin = prop_logits[order], trk_bin[order]
-                assoc = associate(
-                    det_bin, dets.scores, dets.groups, trk_bin, groups, thresholds, dets.new_min
-                )
-                new_dets = not_over(
-                    assoc.new_dets, det_bin, user.mask_logits > 0, cfg.assoc_iou_thresh
-                )
+                assoc, new_dets = associated(trk_bin)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
             reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
             update_anchors(
@@ -161,7 +162,6 @@ def run_frame(
                 det_bin, dets.groups, new_dets, propagated, lost, cfg.assoc_iou_thresh
             )
         elif cfg.reanchor_after > 0:  # objects no detection matched lately, near where they are
-            confident = dets.scores >= dets.new_min
             regained = reanchor_lost(
                 cfg, propagated, t, assoc, det_shapes, dets.groups, confident, new_dets
             )
