@@ -247,10 +247,11 @@ def crossed_pairs(
     )
     crossed = torch.triu(crossed, diagonal=1)
     gain = torch.where(crossed, now - traded, -math.inf).flatten()
+    gains = gain.tolist()  # one host copy, as the loop reads every entry it visits
     pairs: list[tuple[int, int]] = []
     taken: set[int] = set()
     for flat in torch.argsort(gain, descending=True, stable=True).tolist():
-        if gain[flat] == -math.inf:
+        if gains[flat] == -math.inf:
             break
         a, b = divmod(flat, len(anchors))
         if a not in taken and b not in taken:
