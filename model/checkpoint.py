@@ -219,10 +219,19 @@ def save_native(
 
     The complex RoPE tables are left out (safetensors has no complex dtype); loading recomputes them.
     """
+    save_native_state(path, model.state_dict(), config, tokenizer_files=tokenizer_files)
+
+
+def save_native_state(
+    path: str | Path,
+    state_dict: Mapping[str, torch.Tensor],
+    config: Sam3Config,
+    *,
+    tokenizer_files: Mapping[str, str] | None = None,
+) -> None:
+    """`save_native` for a bare state dict (e.g. averaged weights)."""
     state = {
-        k: v.detach().contiguous()
-        for k, v in model.state_dict().items()
-        if not _ROPE_TABLE.fullmatch(k)
+        k: v.detach().contiguous() for k, v in state_dict.items() if not _ROPE_TABLE.fullmatch(k)
     }
     header = {"version": NATIVE_VERSION, "config": dataclasses.asdict(config)}
     if tokenizer_files is not None:
