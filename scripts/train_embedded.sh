@@ -6,7 +6,7 @@
 #   bash scripts/train_embedded.sh            # ~25 h on 2 CPU cores
 #   bash scripts/train_embedded.sh --device cuda --workers 12   # on a GPU (stages 17-19: 16 min on an H100)
 #
-# Extra arguments go to every stage. The result is runs/embedded23/embedded.safetensors; copy it
+# Extra arguments go to every stage. The result is runs/embedded25/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
 # The first stage only approximates the original run, whose loss weights and schedule length
 # were changed while it ran (docs/embedded-model.md, "Status and results").
@@ -108,3 +108,15 @@ frozen embedded20 embedded19 1100000 2e-4 4517
 frozen embedded21 embedded20 1200000 1.5e-4 3091
 frozen embedded22 embedded21 1300000 1e-4 1953
 frozen embedded23 embedded22 1400000 1e-4 2256
+# 24. once more from index 1,500,000 at 8e-5 (--minutes 32 printed 2,319 steps); not shipped
+#     alone: level on images, 6 ID switches on the 120 held-out clips against embedded23's 1
+frozen embedded24 embedded23 1500000 8e-5 2319
+# 25. the mean of the last three (a uniform model soup, `python -m model.train.average`): three
+#     detector runs in a row around one frozen trunk, so their weights average cleanly
+soup() {
+    local name=$1 inputs=()
+    shift
+    for run in "$@"; do inputs+=("runs/$run/embedded.safetensors"); done
+    .venv/bin/python -m model.train.average --out "runs/$name/embedded.safetensors" "${inputs[@]}"
+}
+soup embedded25 embedded22 embedded23 embedded24
