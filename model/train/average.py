@@ -32,10 +32,11 @@ def average_checkpoints(checkpoints: Sequence[Checkpoint]) -> dict[str, torch.Te
     """The element-wise mean of the checkpoints' floating tensors (other tensors must be equal)."""
     if len(checkpoints) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
+    for checkpoint in checkpoints:
+        if checkpoint.format is not CheckpointFormat.NATIVE:
+            raise CheckpointError(f"{checkpoint.path}: only native checkpoints can be averaged")
     first = checkpoints[0]
     for other in checkpoints[1:]:
-        if other.format is not CheckpointFormat.NATIVE or first.format is not other.format:
-            raise CheckpointError(f"{other.path}: only native checkpoints can be averaged")
         if _networks(other) != _networks(first) or other.tokenizer_files != first.tokenizer_files:
             raise CheckpointError(f"{other.path}: networks or tokenizer differ from {first.path}")
         if other.state_dict.keys() != first.state_dict.keys():
@@ -56,10 +57,10 @@ def average_checkpoints(checkpoints: Sequence[Checkpoint]) -> dict[str, torch.Te
     return averaged
 
 
-def _networks(checkpoint: Checkpoint) -> Sam3Config | None:
-    """The checkpoint's config without its loop settings."""
-    config = checkpoint.config
-    return None if config is None else dataclasses.replace(config, video=VideoConfig())
+def _networks(checkpoint: Checkpoint) -> Sam3Config:
+    """The (native) checkpoint's config without its loop settings."""
+    assert checkpoint.config is not None
+    return dataclasses.replace(checkpoint.config, video=VideoConfig())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -69,10 +70,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     checkpoints = [read_checkpoint(path) for path in args.checkpoints]
     state = average_checkpoints(checkpoints)
-    config = checkpoints[-1].config
-    assert config is not None  # native checkpoints record their config
+    last = checkpoints[-1]
+    assert last.config is not None  # native checkpoints record their config
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_native_state(args.out, state, config, tokenizer_files=checkpoints[0].tokenizer_files)
+    save_native_state(args.out, state, last.config, tokenizer_files=last.tokenizer_files)
     size = args.out.stat().st_size / 1e6
     print(f"averaged {len(checkpoints)} checkpoints -> {args.out} ({size:.1f} MB)")
 

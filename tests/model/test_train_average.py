@@ -39,7 +39,7 @@ def test_average_is_the_mean_and_loads_strictly(tmp_path: Path) -> None:
     torch.testing.assert_close(averaged[key], expected.float())
 
 
-def test_average_refuses_different_networks(tmp_path: Path) -> None:
+def test_average_refuses_different_networks_and_other_formats(tmp_path: Path) -> None:
     other = replace(
         TINY, detector=replace(TINY.detector, num_queries=TINY.detector.num_queries + 1)
     )
@@ -51,3 +51,7 @@ def test_average_refuses_different_networks(tmp_path: Path) -> None:
         average_checkpoints(checkpoints)
     with pytest.raises(CheckpointError, match="at least two"):
         average_checkpoints(checkpoints[:1])
+    official = tmp_path / "official.pt"  # an official-layout file records no config
+    torch.save(build_sam3(TINY).state_dict(), official)
+    with pytest.raises(CheckpointError, match="only native checkpoints"):
+        average_checkpoints([checkpoints[0], read_checkpoint(official)])
