@@ -92,19 +92,28 @@ def untangle(
     the output of the memory track i now holds), or None when nothing crossed.
     """
     matched = _matched(tracks, assoc, det_groups, cfg.trk_assoc_iou_thresh)
-    adrift = _adrift(cfg, tracks, frame, matched)
-    offered = _offered(cfg, assoc, confident, adrift, new_dets)
     farthest = (cfg.reanchor_reach_max, 0.0, cfg.reanchor_reach_max)  # as far as it ever reaches
-    taken = {**matched, **_near(cfg, adrift, frame, det_masks, det_groups, offered, farthest)}
+    lost = reanchor_lost(
+        cfg,
+        tracks,
+        frame,
+        assoc,
+        det_masks,
+        det_groups,
+        confident,
+        new_dets,
+        matched=matched,
+        reach=farthest,
+    )
+    taken = {**matched, **lost}
     anchors = {i: a for i in taken if (a := tracks[i].anchor) is not None}
     if len(anchors) < 2:
         return None
     rows = list(anchors)
     boxes = masks_to_boxes(det_masks[[taken[i] for i in rows]])
     groups = [tracks[i].group for i in rows]
-    reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
     crossed = crossed_pairs(
-        list(anchors.values()), frame, boxes, groups, cfg.untangle_margin, reach
+        list(anchors.values()), frame, boxes, groups, cfg.untangle_margin, reach_of(cfg)
     )
     if not crossed:
         return None
@@ -146,23 +155,17 @@ def reanchor_lost(
     det_groups: torch.Tensor,
     confident: torch.Tensor,
     new_dets: Sequence[int],
+    *,
+    matched: Mapping[int, int] | None = None,
+    reach: tuple[float, float, float] | None = None,
 ) -> dict[int, int]:
     """Track index -> detection for the concept objects no detection has matched for
     `reanchor_after` frames. det_masks (N, m, m) bool; confident (N,) bool: scores good enough
-    to start an object; new_dets: the detections that would start one."""
-    adrift = _adrift(cfg, tracks, frame)
-    if not adrift:
-        return {}
-    offered = _offered(cfg, assoc, confident, adrift, new_dets)
-    return _near(cfg, adrift, frame, det_masks, det_groups, offered)
-
-
-def _adrift(
-    cfg: VideoConfig, tracks: Sequence[Track], frame: int, matched: Mapping[int, int] | None = None
-) -> dict[int, Track]:
-    """Index -> track, for the concept objects no detection has matched for `reanchor_after`
-    frames (nor this frame, by `matched`)."""
-    return {
+    to start an object; new_dets: the detections that would start one. Lost objects are offered
+    those and the confident detections only swollen masks overlap (`swallowed_detections`).
+    `matched` (track index -> detection) leaves objects matched this frame out; `reach` (reach,
+    per frame, max) replaces the config's re-anchoring reach."""
+    adrift = {
         i: tr
         for i, tr in enumerate(tracks)
         if tr.anchor is not None
@@ -170,21 +173,18 @@ def _adrift(
         and frame - tr.anchor.frame >= cfg.reanchor_after
         and i not in (matched or {})
     }
-
-
-def _offered(
-    cfg: VideoConfig,
-    assoc: Association,
-    confident: torch.Tensor,
-    adrift: Mapping[int, Track],
-    new_dets: Sequence[int],
-) -> list[int]:
-    """The detections lost objects may take: would-be new ones, and the confident ones only
-    swollen masks overlap (`swallowed_detections`)."""
+    if not adrift:
+        return {}
     swallowed = swallowed_detections(
         assoc.ious, confident, list(adrift), cfg.trk_assoc_iou_thresh, cfg.assoc_iou_thresh
     )
-    return [*new_dets, *swallowed]
+    return _near(cfg, adrift, frame, det_masks, det_groups, [*new_dets, *swallowed], reach)
+
+
+def reach_of(cfg: VideoConfig) -> tuple[float, float, float]:
+    """The re-anchoring reach: (`reanchor_reach`, `reanchor_reach_per_frame`,
+    `reanchor_reach_max`), as `near_anchors` takes it."""
+    return (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
 
 
 def revive(
@@ -214,8 +214,7 @@ def _near(
     (`reach`: reach, per frame, max; default the config's re-anchoring reach)."""
     anchors = {k: tr.anchor for k, tr in tracks.items() if tr.anchor is not None}
     groups = {k: tracks[k].group for k in anchors}
-    if reach is None:
-        reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
+    reach = reach_of(cfg) if reach is None else reach
     return reanchor(anchors, groups, frame, det_masks, det_groups, candidates, *reach)
 
 

@@ -41,6 +41,7 @@ from model.mask_rules import (
 from model.memory_bank import MemoryBank, MemoryCaps, MemoryEntry, stack_views
 from model.reanchoring import (
     confirm,
+    reach_of,
     reanchor_lost,
     regain_after_gap,
     revive,
@@ -150,7 +151,7 @@ def run_frame(
                 prop_logits, trk_bin = prop_logits[order], trk_bin[order]
                 assoc, new_dets = associated(trk_bin)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object
-            reach = (cfg.reanchor_reach, cfg.reanchor_reach_per_frame, cfg.reanchor_reach_max)
+            reach = reach_of(cfg)
             update_anchors(
                 propagated, assoc, det_shapes, dets.groups, t, cfg.trk_assoc_iou_thresh, reach
             )
