@@ -3,7 +3,7 @@
     python -m bench.attention [--dtype bfloat16] [--threads 2]
 
 For each shape it times PyTorch's fused kernel (`F.scaled_dot_product_attention`, flash
-attention on CPU; what `model.layers.attention` runs) and the plain softmax(QK^T / sqrt(d)) V
+attention on CPU; what `model.nn.layers.attention` runs) and the plain softmax(QK^T / sqrt(d)) V
 (`attention(..., fast=False)`), and prints their ratio with the error of each against a float64
 reference. The ratio, not the milliseconds, is the result: both run in the same process on the
 same inputs. In bfloat16 the plain formula rounds its scores to bfloat16 before the softmax,
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from model.layers import attention
+from model.nn.layers import attention
 
 # (name, batch, heads, queries, keys, head_dim): the embedded model at 128 x 128 with 5 or 6
 # objects (`python -m bench.eval`'s live scene)

@@ -35,13 +35,11 @@ from scipy.stats import chi2
 
 from model import VideoTracker, build_sam3, inference_dtype
 from model.build import DTYPES
-from model.eval.bind import detect_fn
-from model.eval.image_metrics import IOU_THRESHOLDS
-from model.eval.runner import Detect, Track, evaluate_clips, evaluate_images
-from model.eval.video_metrics import FrameObjects
-from model.sam3 import Sam3
-from model.types import Concept
-from model.world import (
+from model.embedded.eval.bind import detect_fn
+from model.embedded.eval.image_metrics import IOU_THRESHOLDS
+from model.embedded.eval.runner import Detect, Track, evaluate_clips, evaluate_images
+from model.embedded.eval.video_metrics import FrameObjects
+from model.embedded.world import (
     VALIDATION_FIRST_INDEX,
     ClipConfig,
     ImageConfig,
@@ -50,6 +48,8 @@ from model.world import (
     WorldConfig,
     clip_sample,
 )
+from model.sam3 import Sam3
+from model.types import Concept
 
 
 def default_checkpoint() -> Path:

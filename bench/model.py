@@ -31,8 +31,8 @@ import torch
 
 from bench import sdpa
 from model.config import CONFIGS, Sam3Config
-from model.detector import Detector
-from model.geometry import GeometryPrompt
+from model.detector.detector import Detector
+from model.detector.geometry import GeometryPrompt
 
 SMALL_TRUNK = {"width": 64, "depth": 2, "num_heads": 2, "mlp_dim": 128}
 SMALL_TEXT = {
@@ -296,7 +296,7 @@ def main() -> None:
         torch.manual_seed(0)
         ours, hf = Detector(cfg, device=device, dtype=dtype).eval(), None
     else:
-        from tests.model.test_parity_detector import _hf_roi_align, build_pair
+        from tests.model.detector.test_parity_detector import _hf_roi_align, build_pair
 
         modeling = importlib.import_module("transformers.models.sam3.modeling_sam3")
         if not hasattr(modeling, "torchvision"):  # box prompts need roi_align; serve ours

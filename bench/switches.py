@@ -18,9 +18,9 @@ import torch
 
 from bench.eval import default_checkpoint, tracker_fn
 from model import build_sam3, inference_dtype
-from model.eval.runner import visible_targets
-from model.eval.video_metrics import FrameObjects, count_clip
-from model.world import (
+from model.embedded.eval.runner import visible_targets
+from model.embedded.eval.video_metrics import FrameObjects, count_clip
+from model.embedded.world import (
     VALIDATION_FIRST_INDEX,
     ClipConfig,
     Split,

@@ -30,10 +30,10 @@ import torch
 from bench import sdpa
 from model.build import build_sam3
 from model.config import VideoConfig
-from model.frame_model import FrameDetections
-from model.sam3_frame_model import Sam3FrameModel
 from model.types import Concept
-from model.video import VideoTracker
+from model.video.frame_model import FrameDetections
+from model.video.sam3_frame_model import Sam3FrameModel
+from model.video.video_tracker import VideoTracker
 
 
 def squares(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:

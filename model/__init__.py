@@ -16,9 +16,9 @@ _EXPORTS = {
     "Sam3": "model.sam3",
     "Sam3Config": "model.config",
     "CONFIGS": "model.config",
-    "Tokenizer": "model.tokenizer",
-    "CheckpointError": "model.checkpoint",
-    "VideoTracker": "model.video",
+    "Tokenizer": "model.backbone.tokenizer",
+    "CheckpointError": "model.checkpoint.format",
+    "VideoTracker": "model.video.video_tracker",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    CheckpointFormat,
-    load_state,
-    read_checkpoint,
-)
+from model.backbone.tokenizer import Tokenizer, train_bpe
+from model.checkpoint.format import Checkpoint, CheckpointError, CheckpointFormat
+from model.checkpoint.native import native_header
+from model.checkpoint.read import read_checkpoint
+from model.checkpoint.strict import load_state
 from model.config import CONFIGS, Sam3Config
 from model.sam3 import Sam3
-from model.tokenizer import Tokenizer, train_bpe
 
 CLIP_VOCAB_SIZE = 49408
 
@@ -53,8 +50,8 @@ def build_sam3(
     name_or_config: a `CONFIGS` name ("sam3", "tiny", ...), a `Sam3Config`, or None for the
     config stored in a native checkpoint (else "sam3"). checkpoint: official `sam3.pt`, an HF
     `facebook/sam3` folder, or a native `.safetensors` file. The returned model has `.tokenizer`
-    set (explicit > stored with the checkpoint > official CLIP vocab > the concept world's
-    vocab > byte-level fallback) and
+    set (explicit > stored with the checkpoint > official CLIP vocab > the vocab stored with
+    packaged weights of the same text encoder > byte-level fallback) and
     `.load_report` (None without a checkpoint). A config name with packaged weights
     (`PACKAGED_WEIGHTS`, e.g. "embedded") loads them when no checkpoint is given.
     """
@@ -143,11 +140,22 @@ def _resolve_tokenizer(config: Sam3Config, ckpt: Checkpoint | None) -> Tokenizer
             pass  # an HF folder without tokenizer files: fall through to the shipped vocab
     if config.text.vocab_size == CLIP_VOCAB_SIZE:
         return Tokenizer.from_clip_bpe(context_length=context)
-    from model.train.vocab import VOCAB_SIZE as WORLD_VOCAB_SIZE
-    from model.train.vocab import world_tokenizer
-
-    if config.text.vocab_size == WORLD_VOCAB_SIZE:
-        # the embedded model's vocab, rebuilt deterministically: a training state (`last.pt`)
-        # stores weights only
-        return world_tokenizer(context)
+    shipped = _packaged_tokenizer_files(config)
+    if shipped is not None:
+        # a state of the embedded model's training (`last.pt`) or a bare config: the vocab the
+        # shipped weights were trained with, read from their file's header
+        return Tokenizer.from_files(shipped, context_length=context)
     return train_bpe((), min(config.text.vocab_size, 514), context_length=context)
+
+
+def _packaged_tokenizer_files(config: Sam3Config) -> dict[str, str] | None:
+    """The tokenizer stored with packaged weights whose text encoder is `config`'s, if any."""
+    for name in PACKAGED_WEIGHTS:
+        path = packaged_checkpoint(name)
+        if path is None or CONFIGS[name].text != config.text:
+            continue
+        header = native_header(path)
+        files = header.get("tokenizer") if header is not None else None
+        if isinstance(files, dict):
+            return {str(k): str(v) for k, v in files.items()}
+    return None

@@ -164,7 +164,7 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """Thresholds of the online loop (model/video.py); defaults are the official
+    """Thresholds of the online loop (model/video/); defaults are the official
     `build_sam3_video_model` values (reference §1a "Video wrapper defaults", §1c)."""
 
     # detection and association (mask IoU on the tracker's low-res mask grid)
@@ -195,7 +195,7 @@ class VideoConfig:
     # object pointer come from it; False (ours): the mask is encoded as the frame's memory and
     # the propagated pointer is kept
     recondition_reprompt: bool = True
-    # re-anchoring (ours, off in the official loop; model/reassociation.py): an object that no
+    # re-anchoring (ours, off in the official loop; model/video/reassociation.py): an object that no
     # detection has matched for this many frames (its mask drifted off, swelled or vanished) takes
     # over a detection of its concept near where it should be now, instead of a new ID
     reanchor_after: int = 0  # frames; 0 = off
@@ -214,14 +214,14 @@ class VideoConfig:
     # swelled over a look-alike does not remember the look-alike as itself
     memory_non_overlap: bool = False
     fill_hole_area: int = 16  # holes / sprinkles up to this many low-res pixels are cleaned; 0 = off
-    # per-object memory bank (model/memory_bank.py): fixed caps, nothing grows with the stream;
+    # per-object memory bank (model/tracker/memory_bank.py): fixed caps, nothing grows with the stream;
     # recent memories and pointers are capped by TrackerConfig.num_maskmem / max_obj_ptrs_in_encoder
     max_cond_frames: int = 4  # conditioning memories (spawn, refinements, re-conditionings)
     use_memory_selection: bool = True  # official SAM2Long-style filter; False = plain t-1 .. t-6 (HF)
     memory_selection_threshold: float = 0.01  # keep frames with eff_iou_score > this
     clear_memory_around_condition: bool = True  # a new conditioning frame drops older recent memories
     memory_bf16: bool = True  # store memories in bfloat16 (official; half the memory per object)
-    # on CUDA: the detector pass runs on a side stream beside propagation (model/streams.py)
+    # on CUDA: the detector pass runs on a side stream beside propagation (model/video/streams.py)
     cuda_overlap: bool = True
     # time: objects unseen for longer than this end with reason `lost` (also across `mark_gap`)
     gap_tolerance_s: float = 5.0
@@ -297,7 +297,7 @@ def _tiny() -> Sam3Config:
 def _embedded() -> Sam3Config:
     """The default model shipped in `model/assets`: the SAM 3 architecture at ~3 M parameters.
 
-    Trained on the generated concept world (model/world, model/train; docs/embedded-model.md).
+    Trained on the generated concept world (model/embedded; docs/embedded-model.md).
     128 x 128 input with 8-px patches (16 x 16 tokens), FPN levels 64 / 32 / 16, masks at 64 x 64;
     every head at width 64. The text vocabulary is a small BPE over the world's words.
     """
@@ -350,38 +350,25 @@ def _embedded() -> Sam3Config:
             memory_mlp_dim=256,
             fuser_mlp_dim=128,
         ),
-        # The operating point of the shipped weights is SAM 3's own (VideoConfig's defaults),
-        # chosen on validation data (training-split phrases at sample indices no training run
-        # reaches): images (`python -m bench.eval --calibrate --images 240`) gave embedded10
-        # cgF1 66.9 at 0.5 (65.2 at 0.4, 63.6 at 0.6), embedded11 66.8 at 0.5 (68.0 at 0.35),
-        # embedded12 71.9 at 0.5 (73.2 at 0.4, 71.6 at 0.6), embedded13 76.7 at 0.5 (76.8 at
-        # 0.6, 74.8 at 0.4), embedded15 76.8 at 0.5 (76.4 at 0.6, 76.1 at 0.4), embedded16
-        # 80.9 at 0.5 (79.8 at 0.4, 79.0 at 0.6) and, on 1,000 images, embedded19 80.7 at 0.5
-        # (80.2 at 0.6, 79.7 at 0.4), embedded21 81.6 at 0.5 (81.4 at 0.6, 81.3 at 0.4); 48
-        # clips (`--validate --clips 48`) gave
-        # embedded10 4 ID switches and 230 false-positive frames with new objects at >= 0.7
-        # and re-conditioning at >= 0.8, against 5 and 276 at 0.6 / 0.7 (at 0.7 / 0.8 embedded11: 8 and 185, embedded12: 3 and 213, embedded13: 2
-        # and 185, embedded15: 1 and 158, embedded16: 1 and 163).
+        # The shipped weights run at SAM 3's own operating point (VideoConfig's thresholds). Each
+        # rule below is on because the small model needs it; the measurements that chose them
+        # are in docs/embedded-model.md ("Operating point" and "Tracking").
         video=replace(
             VideoConfig(),
-            reanchor_after=1,  # its small tracker drifts onto look-alikes (docs/embedded-model.md)
-            # its detector misses real objects for frames at a time: 8 unmatched frames of 15
-            # removed them as false positives, and they came back under new IDs
+            reanchor_after=1,  # its small tracker drifts onto look-alikes
+            # its detector misses real objects for frames at a time: with the official 8
+            # unmatched frames they were removed as false positives and came back under new IDs
             hotstart_unmatch_thresh=10,
             # a small ring swallowed by a touching look-alike's track was removed as a false
-            # positive and came back under a new ID (docs/embedded-model.md, Tracking)
+            # positive and came back under a new ID
             hotstart_hidden_cover=0.5,
-            # re-prompting re-conditioned objects made ID switches 10 -> 19 on 120 held-out
-            # clips (12 -> 11 on 144 validation clips): its prompted pointers are weaker
+            # re-prompting re-conditioned objects made more ID switches: its prompted pointers
+            # are weaker than its propagated ones
             recondition_reprompt=False,
             hotstart_revive_frames=15,
-            # two touching look-alikes: one track swelled over both and remembered both as
-            # itself; 120 held-out clips 9 -> 5 ID switches, 144 validation clips 8 -> 8
+            # two touching look-alikes: one track swelled over both and remembered both as itself
             memory_non_overlap=True,
-            # look-alikes crossing: each track followed the other object out of it; embedded22
-            # on 576 validation clips (144-719) 39 -> 34 ID switches, 120 held-out clips 2 -> 2;
-            # embedded23 with swallowed detections as lost objects' candidates: 120 held-out
-            # clips 7 -> 1 (6 -> 0 in the clip of two touching red rings), validation 24 -> 25
+            # look-alikes crossing: each track followed the other object out of it
             untangle_margin=1.0,
         ),
     )

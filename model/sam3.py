@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model.backbone.text import TextEncoder
+from model.backbone.tokenizer import Tokenizer
+from model.backbone.vit import ViT
 from model.config import Sam3Config
-from model.detector import Detector
-from model.text import TextEncoder
-from model.tokenizer import Tokenizer
-from model.tracker import Tracker
-from model.vit import ViT
+from model.detector.detector import Detector
+from model.tracker.tracker import Tracker
 
 
 class Sam3(nn.Module):

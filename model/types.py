@@ -1,17 +1,20 @@
 """Typed values that cross model/ boundaries: prompts, detections and one frame of tracking.
 
-Everything here is plain data (frozen dataclasses and enums). Tensors stay on the device that
-produced them; `TrackedObject.mask` is a CPU bool array at the input image size so callers
-outside the model (the engine, tests) never need to know about devices.
+Everything here is plain data (frozen dataclasses and enums), importable without torch. Tensors
+stay on the device that produced them; `TrackedObject.mask` is a CPU bool array at the input
+image size so callers outside the model (the engine, tests) never need to know about devices.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch-free at run time: the engine imports these types without the networks
+    import torch
 
 
 class ObjectState(enum.Enum):

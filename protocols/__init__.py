@@ -6,6 +6,7 @@ client can decode events without torch. See docs/events.md for the schema.
 
 from protocols import rle
 from protocols.codec import DEFAULT_MAX_SIZE, decode, encode
+from protocols.credentials import redact_url
 from protocols.errors import ProtocolError
 from protocols.events import (
     KNOWN_EVENTS,
@@ -35,7 +36,6 @@ from protocols.events import (
 )
 from protocols.framing import FrameReader, frame, read_frame
 from protocols.log import LogReader, LogWriter, read_log
-from protocols.redact import redact_url
 from protocols.rle import Rle
 from protocols.subscribe import Subscription, SubscriptionError, events_subject, subscribe
 

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols import rle as _rle
-from protocols.redact import redact_url
+from protocols.credentials import redact_url
 from protocols.rle import Rle
 
 PROTOCOL_VERSION = 1

@@ -32,9 +32,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from protocols.codec import DEFAULT_MAX_SIZE, decode
+from protocols.credentials import redact_url
 from protocols.errors import ProtocolError
 from protocols.events import Event, Hello
-from protocols.redact import redact_url
 
 _STREAM_PATH = re.compile(r"^/v1/streams/(?P<id>[^/]+)/events/?$")
 _ALL_PATHS = ("", "/", "/v1/events", "/v1/events/")

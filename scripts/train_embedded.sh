@@ -5,6 +5,7 @@
 #
 #   bash scripts/train_embedded.sh            # ~25 h on 2 CPU cores
 #   bash scripts/train_embedded.sh --device cuda --workers 12   # on a GPU (stages 17-19: 16 min on an H100)
+#   UNTIL=embedded21 bash scripts/train_embedded.sh   # rebuild an earlier shipped version and stop
 #
 # Extra arguments go to every stage. The result is runs/embedded25/embedded.safetensors; copy it
 # to model/assets/embedded.safetensors once `python -m bench.eval --checkpoint ...` agrees.
@@ -20,12 +21,22 @@ stage() {
     shift
     if [ -f "runs/$name/finished" ]; then
         echo "stage $name: done already"
+        until_reached "$name"
         return
     fi
-    echo "stage $name: python -m model.train --out runs/$name $*"
-    .venv/bin/python -m model.train --out "runs/$name" --resume "$@" "${EXTRA[@]}" 2>&1 |
+    echo "stage $name: python -m model.embedded.train --out runs/$name $*"
+    .venv/bin/python -m model.embedded.train --out "runs/$name" --resume "$@" "${EXTRA[@]}" 2>&1 |
         tee -a "runs/$name.log"
     touch "runs/$name/finished"
+    until_reached "$name"
+}
+
+# UNTIL=<stage>: stop once that stage is done (earlier shipped versions are stages of this chain)
+until_reached() {
+    if [ "${UNTIL:-}" = "$1" ]; then
+        echo "stage $1: reached UNTIL=$UNTIL; its weights are runs/$1/ (embedded.safetensors where exported)"
+        exit 0
+    fi
 }
 
 EXTRA=("$@")
@@ -111,12 +122,12 @@ frozen embedded23 embedded22 1400000 1e-4 2256
 # 24. once more from index 1,500,000 at 8e-5 (--minutes 32 printed 2,319 steps); not shipped
 #     alone: level on images, 6 ID switches on the 120 held-out clips against embedded23's 1
 frozen embedded24 embedded23 1500000 8e-5 2319
-# 25. the mean of the last three (a uniform model soup, `python -m model.train.average`): three
-#     detector runs in a row around one frozen trunk, so their weights average cleanly
+# 25. the mean of the last three (a uniform model soup, `python -m model.embedded.train.average`):
+#     three detector runs in a row around one frozen trunk, so their weights average cleanly
 soup() {
     local name=$1 inputs=()
     shift
     for run in "$@"; do inputs+=("runs/$run/embedded.safetensors"); done
-    .venv/bin/python -m model.train.average --out "runs/$name/embedded.safetensors" "${inputs[@]}"
+    .venv/bin/python -m model.embedded.train.average --out "runs/$name/embedded.safetensors" "${inputs[@]}"
 }
 soup embedded25 embedded22 embedded23 embedded24

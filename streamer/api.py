@@ -21,10 +21,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
+from streamer.blur import RedactConfig, RedactStyle
 from streamer.engine import Engine, StreamNotFound, StreamSpec
 from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
 from streamer.publish import ENGINE_VERSION
-from streamer.redact import RedactConfig, RedactStyle
 from streamer.session import Session
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sinks.websocket import serve_events

@@ -13,48 +13,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ipaddress
 import logging
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from model.types import Concept
-from protocols.redact import redact_url
-from streamer.api import ApiConfig, create_app
-from streamer.engine import Engine, EngineConfig, StreamSpec
-from streamer.inference import Tracker
-from streamer.redact import RedactConfig, RedactStyle
-from streamer.sinks.nats import NatsConfig
+from streamer.blur import RedactConfig, RedactStyle
+from streamer.demo import demo
+from streamer.engine import Engine, StreamSpec
+from streamer.launch import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    TOKEN_ENV,
+    TrackerLoader,
+    UserError,
+    api_config,
+    engine_config,
+    load_tracker_factory,
+    maybe_serve,
+    model_choice,
+    serve_api,
+    stop_on_signals,
+    until_done_or_signal,
+)
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard, print_summary, probe_frame_count
-from streamer.webrtc import WebRtcConfig
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-TOKEN_ENV = "STREAMER_TOKEN"  # the API token, when --token is not given (keeps it out of `ps`)
-NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 DEMO_SOURCE = "world://384@15"  # the concept world (streamer/sources/world.py)
 
-TrackerLoader = Callable[["ModelChoice"], tuple[Callable[[], Tracker], str]]
 
 
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    name: str  # "embedded", "tiny", "sam3", ...
-    checkpoint: Path | None
-    device: str
-    dtype: str = "auto"  # "auto", "float32", "bfloat16" (model.inference_dtype)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,8 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "demo":
-            from streamer.demo import demo
-
             return asyncio.run(demo(args, load_tracker_factory))
         return asyncio.run(_run(args) if args.command == "run" else _serve(args))
     except UserError as error:
@@ -77,51 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- model -----------------------------------------------------------------------------------
 
 
-def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], Tracker], str]:
-    """Build the model once; return a per-stream tracker factory and a one-line description."""
-    import torch
-
-    from model import (
-        CheckpointError,
-        VideoTracker,
-        build_sam3,
-        inference_dtype,
-        packaged_checkpoint,
-    )
-
-    if choice.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {choice.device}: CUDA is not available on this machine")
-    checkpoint, name, note = choice.checkpoint, choice.name, ""
-    if checkpoint is None and name == "embedded":
-        checkpoint = packaged_checkpoint(name)
-        if checkpoint is None:
-            name, note = "tiny", " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)"
-    if checkpoint is not None and not checkpoint.exists():
-        raise UserError(f"checkpoint {checkpoint} does not exist")
-    dtype = inference_dtype(choice.device, choice.dtype)
-    try:
-        model = build_sam3(name, checkpoint, device=choice.device, dtype=dtype)
-    except (CheckpointError, OSError, ValueError, KeyError) as error:
-        raise UserError(f"cannot load model {name!r} from {checkpoint}: {error}") from None
-    model.eval()
-    _warm_up(lambda: VideoTracker(model))
-    source = f"checkpoint {checkpoint}" if checkpoint is not None else "random weights"
-    precision = str(dtype).removeprefix("torch.")
-    return (lambda: VideoTracker(model)), f"model {name} on {choice.device} in {precision}, {source}{note}"
 
 
-def _warm_up(factory: Callable[[], Tracker], steps: int = 3) -> None:
-    """A few throwaway steps: first calls pay for lazy init and kernel selection (seconds on a
-    CPU), which would otherwise land on the first frames of the first stream."""
-    import numpy as np
-
-    from model.types import Concept
-
-    tracker = factory()
-    tracker.add_concept(Concept("warm-up"))  # type: ignore[attr-defined]
-    blank = np.zeros((360, 640, 3), dtype=np.uint8)
-    for index in range(steps):
-        tracker.step(blank, index)
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -135,12 +82,12 @@ async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_fact
         raise UserError("--ice-host and --token configure the HTTP API: add --events ws")
     config = engine_config(args)
     specs = [_spec(args, i, source) for i, source in enumerate(args.sources)]
-    factory, described = load(_model_choice(args))
+    factory, described = load(model_choice(args))
     print(f"streamer: {described}", file=sys.stderr)
     async with (
         stop_on_signals() as stop,
         Engine(factory, config=config) as engine,
-        _maybe_serve(engine, api) as url,
+        maybe_serve(engine, api) as url,
     ):
         # The API is up before the first stream is added: its WebRTC gateway registers the frame
         # tap that gives every later stream its WHEP egress (a stream added earlier has none).
@@ -152,13 +99,13 @@ async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_fact
                   file=sys.stderr)  # fmt: skip
         board = StatusBoard(engine.sessions, totals={s.stream_id: n for s in specs
                                                      if s.stream_id and (n := probe_frame_count(s.source))})  # fmt: skip
-        await _until_done_or_signal(engine, board, stop, args.duration)
+        await until_done_or_signal(engine, board, stop, args.duration)
     return _report(engine)
 
 
 async def _serve(args: argparse.Namespace, load: TrackerLoader = load_tracker_factory) -> int:
     api, config = api_config(args), engine_config(args)
-    factory, described = load(_model_choice(args))
+    factory, described = load(model_choice(args))
     async with (
         stop_on_signals() as stop,
         Engine(factory, config=config) as engine,
@@ -167,7 +114,7 @@ async def _serve(args: argparse.Namespace, load: TrackerLoader = load_tracker_fa
         print(f"streamer: {described}; control API at {url}/v1 (docs: {url}/v1/openapi.json), "
               f"page at {url}/", file=sys.stderr)  # fmt: skip
         board = StatusBoard(engine.sessions)
-        await _until_done_or_signal(engine, board, stop, None, forever=True)
+        await until_done_or_signal(engine, board, stop, None, forever=True)
     return 0
 
 
@@ -178,49 +125,8 @@ async def _add(engine: Engine, spec: StreamSpec) -> None:
         raise UserError(str(error)) from None
 
 
-@contextlib.asynccontextmanager
-async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
-    """SIGINT/SIGTERM set the returned event: a graceful stop. Once it is set, another one aborts.
-
-    Enter it before the engine starts, so that a Ctrl-C at any moment of a run stops it cleanly.
-    """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C during the graceful drain aborts at once
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        yield stop
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
-async def _until_done_or_signal(
-    engine: Engine,
-    board: StatusBoard,
-    stop: asyncio.Event,
-    duration: float | None,
-    *,
-    forever: bool = False,
-) -> None:
-    """Wait for the streams to end, `duration` seconds, or `stop`; then mark the run as stopping."""
-    async with asyncio.TaskGroup() as tg:
-        drawing = tg.create_task(board.run())
-        waiters: list[asyncio.Task[object]] = [tg.create_task(stop.wait())]
-        if not forever:
-            waiters.append(tg.create_task(engine.join()))
-        if duration is not None:
-            waiters.append(tg.create_task(asyncio.sleep(duration)))
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for task in [*waiters, drawing]:
-            task.cancel()
-    stop.set()  # from here on, a Ctrl-C aborts the drain
 
 
 def _report(engine: Engine) -> int:
@@ -256,66 +162,14 @@ def _per_stream(target: str, index: int, count: int) -> str:
     return str(path.with_name(f"{path.stem}-s{index + 1}{path.suffix}"))
 
 
-def _event_log(events: str | None) -> Path | None:
-    if events is None or events == "ws":
-        return None
-    path = Path(events)
-    if not path.parent.is_dir():
-        raise UserError(f"--events {events}: folder {path.parent} does not exist")
-    return path
 
 
-@contextlib.asynccontextmanager
-async def serve_api(engine: Engine, config: ApiConfig) -> AsyncIterator[str]:
-    """Serve the control API, WebSocket events, WHIP/WHEP and the page; yields the base URL."""
-    from aiohttp import web
-
-    runner = web.AppRunner(create_app(engine, config), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, config.host, config.port).start()
-    except OSError as error:
-        await runner.cleanup()
-        raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror}") from None
-    try:
-        yield f"http://{config.host}:{config.port}"
-    finally:
-        await runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def _maybe_serve(engine: Engine, config: ApiConfig | None) -> AsyncIterator[str | None]:
-    if config is None:
-        yield None
-        return
-    async with serve_api(engine, config) as url:
-        yield url
 
 
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """EngineConfig from `--device`, `--events FILE` and `--nats URL`."""
-    nats = None
-    if getattr(args, "nats", None):
-        parts = urlsplit(args.nats)
-        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
-            shown = redact_url(args.nats)
-            raise UserError(f"--nats {shown!r}: expected nats://HOST[:PORT] (or tls://, ws://, wss://)")
-        nats = NatsConfig(url=args.nats)
-    return EngineConfig(device=args.device, event_log=_event_log(getattr(args, "events", None)), nats=nats)
 
 
-def api_config(args: argparse.Namespace) -> ApiConfig:
-    """ApiConfig from `--host`, `--port`, `--token` (or $STREAMER_TOKEN) and `--ice-host`."""
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: expected 0..65535")
-    for host in args.ice_host:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise UserError(f"--ice-host {host!r}: expected an IP address of this machine") from None
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    webrtc = WebRtcConfig(ice_hosts=tuple(args.ice_host) if args.ice_host else None)
-    return ApiConfig(host=args.host, port=args.port, token=token, webrtc=webrtc)
 
 
 def _positive_int(text: str) -> int:
@@ -324,8 +178,6 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _model_choice(args: argparse.Namespace) -> ModelChoice:
-    return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device, args.dtype)
 
 
 def _parser() -> argparse.ArgumentParser:

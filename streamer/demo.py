@@ -25,9 +25,17 @@ import cv2
 import numpy as np
 
 from model.types import Concept, FrameTrack, ObjectState
+from streamer.blur import RedactConfig
 from streamer.engine import Engine, EngineConfig, StreamSpec
-from streamer.inference import Tracker
-from streamer.redact import RedactConfig
+from streamer.inference import StreamTracker
+from streamer.launch import (
+    UserError,
+    api_config,
+    maybe_serve,
+    model_choice,
+    stop_on_signals,
+    until_done_or_signal,
+)
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard
@@ -93,16 +101,7 @@ def overlay(frame: Frame, track: FrameTrack, names: Mapping[int, str] | None = N
     return image
 
 
-async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], Tracker], str]]) -> int:
-    from streamer.cli import (
-        UserError,
-        _maybe_serve,
-        _model_choice,
-        _until_done_or_signal,
-        api_config,
-        stop_on_signals,
-    )
-
+async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], StreamTracker], str]]) -> int:
     out_dir = Path(args.out_dir)
     api = api_config(args) if args.serve else None
     duration = args.duration if args.duration is not None or api is not None else DEFAULT_DURATION_S
@@ -113,7 +112,7 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
         await asyncio.to_thread(log.unlink, missing_ok=True)
     except OSError as error:
         raise UserError(f"cannot prepare {out_dir}: {error.strerror}") from None
-    factory, described = load_tracker_factory(_model_choice(args))
+    factory, described = load_tracker_factory(model_choice(args))
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     still, png = out_dir / "frame.png", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
@@ -131,7 +130,7 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     async with (
         stop_on_signals() as stop,
         Engine(factory, config=config) as engine,
-        _maybe_serve(engine, api) as url,
+        maybe_serve(engine, api) as url,
     ):
         try:
             await engine.add_stream(spec, frame_sinks=(snapshot,))
@@ -147,7 +146,7 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
         await asyncio.wait(waiters, timeout=FIRST_FRAME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
-        await _until_done_or_signal(engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None)
+        await until_done_or_signal(engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None)
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
     if snapshot.best is not None:  # the frame with the most confirmed objects, as it came and annotated

@@ -23,7 +23,7 @@ from typing import Any
 
 from model.types import Concept
 from streamer.channels import Overflow
-from streamer.inference import InferenceWorker, LanePolicy, Tracker
+from streamer.inference import InferenceWorker, LanePolicy, StreamTracker
 from streamer.metrics import Metrics, StreamStats
 from streamer.outputs.base import OutputError
 from streamer.publish import Publisher
@@ -98,7 +98,7 @@ class Engine:
 
     def __init__(
         self,
-        tracker_factory: Callable[[], Tracker],
+        tracker_factory: Callable[[], StreamTracker],
         *,
         config: EngineConfig = EngineConfig(),
         source_factory: SourceFactory = open_spec_source,

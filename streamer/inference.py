@@ -36,8 +36,9 @@ from streamer.types import Frame
 R = TypeVar("R")
 
 
-class Tracker(Protocol):
-    """The part of model.video.VideoTracker the worker drives (tests use tests/fakes.py)."""
+class StreamTracker(Protocol):
+    """One stream's tracker as the worker drives it: the part of
+    `model.video.video_tracker.VideoTracker` it uses (tests use tests/fakes.py)."""
 
     def step(self, image: np.ndarray, pts: int | None = None) -> FrameTrack: ...
     def mark_gap(self, seconds: float) -> None: ...

@@ -1,6 +1,6 @@
 """Fakes (not mocks) for pipeline tests: a scripted tracker and a scripted source.
 
-`FakeTracker` keeps the real `VideoTracker` API (model/video.py) but "detects" a concept by colour:
+`FakeTracker` keeps the real `VideoTracker` API (model/video/video_tracker.py) but "detects" a concept by colour:
 a concept whose text is one of `COLOURS` finds the pixels of exactly that colour, so a test scene
 decides what is detected, and a mask always belongs to the very frame it was computed on. Object
 IDs increase and are never reused; an object is LOST after `gap_frames` frames without pixels.

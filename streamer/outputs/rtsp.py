@@ -21,7 +21,7 @@ import av
 import av.container
 import av.error
 
-from protocols.redact import redact_url
+from protocols.credentials import redact_url
 from streamer.outputs.base import EncoderConfig, OutputError, OverflowPolicy
 from streamer.outputs.encoder import EncodingOutput
 

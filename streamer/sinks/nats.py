@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.redact import redact_url
+from protocols.credentials import redact_url
 from protocols.subscribe import events_subject
 from streamer.sinks.fanout import Subscription
 

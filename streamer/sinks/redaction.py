@@ -3,7 +3,7 @@
 Every decoded frame enters a bounded queue (DROP_OLDEST: a frame that falls off is never
 written). The sink takes frames in order and waits for *that frame's* result (same seq, hence the
 same pts): the masks of the chosen concepts' objects, grown by `margin_px`, are blurred, pixelated
-or filled (streamer/redact.py) on the very pixels they were computed from. A frame without its result
+or filled (streamer/blur.py) on the very pixels they were computed from. A frame without its result
 
   * because the model skipped it (a later frame's result arrived first),
   * because its result is later than `budget_s` after capture (live streams only), or
@@ -32,9 +32,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from model.types import Concept, FrameTrack
+from streamer.blur import RedactConfig, redact, redact_all
 from streamer.channels import Bounded, Overflow
 from streamer.outputs import OutputError, VideoOutput
-from streamer.redact import RedactConfig, redact, redact_all
 from streamer.types import Frame, SourceInfo
 
 ALL_OBJECTS = "*"

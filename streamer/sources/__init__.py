@@ -16,7 +16,7 @@ import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from protocols.redact import redact_url
+from protocols.credentials import redact_url
 from streamer.sources.base import Source, SourceError, SourceStats
 from streamer.sources.file import FileConfig, FileSource
 from streamer.sources.handoff import HandoffPolicy

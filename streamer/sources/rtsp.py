@@ -32,7 +32,7 @@ import av
 import av.container
 import av.error
 
-from protocols.redact import redact_url
+from protocols.credentials import redact_url
 from streamer.decode import upright_size
 from streamer.sources.base import SourceError
 from streamer.sources.handoff import HandoffPolicy

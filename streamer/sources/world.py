@@ -1,4 +1,4 @@
-"""A live source of the concept world the embedded model was trained on (model/world).
+"""A live source of the concept world the embedded model was trained on (model/embedded/world).
 
 `world://384@15` streams square frames of held-out world clips, one after another, paced like a
 camera: coloured, textured shapes that move, turn, enter, leave and hide behind each other over a
@@ -15,11 +15,14 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-from model.world import Clip, ClipConfig, Split, WorldConfig, clip_sample
 from streamer.sources.handoff import HandoffPolicy
 from streamer.sources.threaded import Producer, ThreadedSource
 from streamer.types import SourceInfo, SourceState
+
+if TYPE_CHECKING:
+    from model.embedded.world import Clip
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,10 @@ class WorldSourceConfig:
 
 
 def render_clip(config: WorldSourceConfig, k: int) -> Clip:
+    # the world generator belongs to the embedded model's training application (model/embedded):
+    # loaded when a world:// stream renders its first clip, never by importing the sources
+    from model.embedded.world import ClipConfig, Split, WorldConfig, clip_sample
+
     world = WorldConfig(height=config.size, width=config.size)
     clip_config = ClipConfig(world=world, num_frames=config.clip_frames)
     return clip_sample(Split.HELD_OUT_SEEDS, config.seed + k, clip_config)

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.backbone.tokenizer import train_bpe
 from model.build import _resolve_tokenizer, build_sam3, inference_dtype
-from model.checkpoint import CheckpointError, CheckpointFormat, read_checkpoint, save_native
+from model.checkpoint.format import CheckpointError, CheckpointFormat
+from model.checkpoint.native import save_native
+from model.checkpoint.read import read_checkpoint
 from model.config import CONFIGS
-from model.tokenizer import train_bpe
-from model.train.vocab import world_tokenizer
+from model.embedded.vocab import world_tokenizer
 
 
 def test_tiny_builds_with_a_byte_level_tokenizer() -> None:
@@ -34,7 +36,7 @@ def test_official_size_gets_the_clip_vocab() -> None:
 
 
 def test_a_training_state_of_the_embedded_config_gets_the_world_vocab(tmp_path: Path) -> None:
-    """`python -m model.train` saves weights only ({"model": ..., "phase": ...}); the embedded
+    """`python -m model.embedded.train` saves weights only ({"model": ..., "phase": ...}); the embedded
     model's words must still be single tokens, not bytes."""
     torch.manual_seed(0)
     model = build_sam3(CONFIGS["embedded"])

@@ -14,11 +14,9 @@ import pytest
 import torch
 
 from model import CONFIGS, VideoTracker, build_sam3, packaged_checkpoint
-from model.eval.bind import detect_fn
-from model.eval.runner import evaluate_images
-from model.sam3 import Sam3
-from model.types import Concept
-from model.world import (
+from model.embedded.eval.bind import detect_fn
+from model.embedded.eval.runner import evaluate_images
+from model.embedded.world import (
     ClipConfig,
     Colour,
     ImageConfig,
@@ -28,6 +26,8 @@ from model.world import (
     WorldConfig,
     clip_sample,
 )
+from model.sam3 import Sam3
+from model.types import Concept
 
 ASSET = packaged_checkpoint("embedded")
 MIN_CGF1 = 20.0  # held-out seeds, 24 images x 2 phrases; measured 30+ (docs/embedded-model.md)

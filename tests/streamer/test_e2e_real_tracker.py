@@ -1,4 +1,4 @@
-"""RTSP kill-and-restart through the Engine with the REAL `model.video.VideoTracker`.
+"""RTSP kill-and-restart through the Engine with the REAL `model.video.video_tracker.VideoTracker`.
 
 The scripted-tracker version (test_e2e.py) proves the plumbing; here the stream's IDs come from
 the real loop: `mark_gap`, the stream clock and the gap tolerance, detection <-> track
@@ -34,11 +34,11 @@ import torch.nn.functional as F
 
 from model import VideoTracker, build_sam3
 from model.config import VideoConfig
-from model.frame_model import FrameDetections, TrackOutput
-from model.memory_bank import MemoryBatch
 from model.sam3 import Sam3
-from model.sam3_frame_model import Sam3FrameModel
+from model.tracker.memory_bank import MemoryBatch
 from model.types import Concept
+from model.video.frame_model import FrameDetections, TrackOutput
+from model.video.sam3_frame_model import Sam3FrameModel
 from protocols import events as ev
 from protocols.codec import decode
 from streamer.engine import Engine, EngineConfig, StreamSpec

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from model.types import Concept
+from streamer.blur import RedactConfig, RedactStyle, redact_all
 from streamer.engine import Engine, EngineConfig, StreamSpec
 from streamer.outputs import FileOutput, OutputError, RtspOutput
-from streamer.redact import RedactConfig, RedactStyle, redact_all
 from streamer.sinks.redaction import OnMissing, RedactionSink, RedactionSpec
 from streamer.types import Frame
 from tests.fakes import (

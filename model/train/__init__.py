@@ -1,5 +1,0 @@
-"""Training of the embedded model on the concept world (model/world): losses, matching, loops.
-
-The library modules here are pure (no file I/O); `python -m model.train` is the script that
-reads and writes checkpoints.
-"""

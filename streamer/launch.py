@@ -1,0 +1,202 @@
+"""What the command-line commands share: loading the model, user errors, signals, serving the API.
+
+`streamer run`, `streamer serve` (streamer/cli.py) and `streamer demo` (streamer/demo.py) all go
+through these, so a mistake the user can fix is one `UserError` line wherever it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from protocols.redact import redact_url
+from streamer.api import ApiConfig, create_app
+from streamer.engine import Engine, EngineConfig
+from streamer.inference import StreamTracker
+from streamer.sinks.nats import NatsConfig
+from streamer.status import StatusBoard
+from streamer.webrtc import WebRtcConfig
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+TOKEN_ENV = "STREAMER_TOKEN"  # the API token, when --token is not given (keeps it out of `ps`)
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+TrackerLoader = Callable[["ModelChoice"], tuple[Callable[[], StreamTracker], str]]
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str  # "embedded", "tiny", "sam3", ...
+    checkpoint: Path | None
+    device: str
+    dtype: str = "auto"  # "auto", "float32", "bfloat16" (model.inference_dtype)
+
+
+def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], StreamTracker], str]:
+    """Build the model once; return a per-stream tracker factory and a one-line description."""
+    import torch
+
+    from model import (
+        CheckpointError,
+        VideoTracker,
+        build_sam3,
+        inference_dtype,
+        packaged_checkpoint,
+    )
+
+    if choice.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {choice.device}: CUDA is not available on this machine")
+    checkpoint, name, note = choice.checkpoint, choice.name, ""
+    if checkpoint is None and name == "embedded":
+        checkpoint = packaged_checkpoint(name)
+        if checkpoint is None:
+            name, note = "tiny", " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)"
+    if checkpoint is not None and not checkpoint.exists():
+        raise UserError(f"checkpoint {checkpoint} does not exist")
+    dtype = inference_dtype(choice.device, choice.dtype)
+    try:
+        model = build_sam3(name, checkpoint, device=choice.device, dtype=dtype)
+    except (CheckpointError, OSError, ValueError, KeyError) as error:
+        raise UserError(f"cannot load model {name!r} from {checkpoint}: {error}") from None
+    model.eval()
+    _warm_up(lambda: VideoTracker(model))
+    source = f"checkpoint {checkpoint}" if checkpoint is not None else "random weights"
+    precision = str(dtype).removeprefix("torch.")
+    return (lambda: VideoTracker(model)), f"model {name} on {choice.device} in {precision}, {source}{note}"
+
+
+def _warm_up(factory: Callable[[], StreamTracker], steps: int = 3) -> None:
+    """A few throwaway steps: first calls pay for lazy init and kernel selection (seconds on a
+    CPU), which would otherwise land on the first frames of the first stream."""
+    import numpy as np
+
+    from model.types import Concept
+
+    tracker = factory()
+    tracker.add_concept(Concept("warm-up"))  # type: ignore[attr-defined]
+    blank = np.zeros((360, 640, 3), dtype=np.uint8)
+    for index in range(steps):
+        tracker.step(blank, index)
+
+
+@contextlib.asynccontextmanager
+async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    """SIGINT/SIGTERM set the returned event: a graceful stop. Once it is set, another one aborts.
+
+    Enter it before the engine starts, so that a Ctrl-C at any moment of a run stops it cleanly.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C during the graceful drain aborts at once
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def until_done_or_signal(
+    engine: Engine,
+    board: StatusBoard,
+    stop: asyncio.Event,
+    duration: float | None,
+    *,
+    forever: bool = False,
+) -> None:
+    """Wait for the streams to end, `duration` seconds, or `stop`; then mark the run as stopping."""
+    async with asyncio.TaskGroup() as tg:
+        drawing = tg.create_task(board.run())
+        waiters: list[asyncio.Task[object]] = [tg.create_task(stop.wait())]
+        if not forever:
+            waiters.append(tg.create_task(engine.join()))
+        if duration is not None:
+            waiters.append(tg.create_task(asyncio.sleep(duration)))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in [*waiters, drawing]:
+            task.cancel()
+    stop.set()  # from here on, a Ctrl-C aborts the drain
+
+
+def _event_log(events: str | None) -> Path | None:
+    if events is None or events == "ws":
+        return None
+    path = Path(events)
+    if not path.parent.is_dir():
+        raise UserError(f"--events {events}: folder {path.parent} does not exist")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def serve_api(engine: Engine, config: ApiConfig) -> AsyncIterator[str]:
+    """Serve the control API, WebSocket events, WHIP/WHEP and the page; yields the base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(create_app(engine, config), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror}") from None
+    try:
+        yield f"http://{config.host}:{config.port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def maybe_serve(engine: Engine, config: ApiConfig | None) -> AsyncIterator[str | None]:
+    if config is None:
+        yield None
+        return
+    async with serve_api(engine, config) as url:
+        yield url
+
+
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """EngineConfig from `--device`, `--events FILE` and `--nats URL`."""
+    nats = None
+    if getattr(args, "nats", None):
+        parts = urlsplit(args.nats)
+        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            shown = redact_url(args.nats)
+            raise UserError(f"--nats {shown!r}: expected nats://HOST[:PORT] (or tls://, ws://, wss://)")
+        nats = NatsConfig(url=args.nats)
+    return EngineConfig(device=args.device, event_log=_event_log(getattr(args, "events", None)), nats=nats)
+
+
+def api_config(args: argparse.Namespace) -> ApiConfig:
+    """ApiConfig from `--host`, `--port`, `--token` (or $STREAMER_TOKEN) and `--ice-host`."""
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: expected 0..65535")
+    for host in args.ice_host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise UserError(f"--ice-host {host!r}: expected an IP address of this machine") from None
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    webrtc = WebRtcConfig(ice_hosts=tuple(args.ice_host) if args.ice_host else None)
+    return ApiConfig(host=args.host, port=args.port, token=token, webrtc=webrtc)
+
+
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device, args.dtype)
