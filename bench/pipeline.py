@@ -70,7 +70,9 @@ class ScriptedModel:
         return FrameTrack(self.index - 1, pts, w, h, tuple(objects))
 
     @staticmethod
-    def step_many(trackers: list[ScriptedModel], images: list[np.ndarray], pts: list[int | None]) -> list[FrameTrack]:
+    def step_many(
+        trackers: list[ScriptedModel], images: list[np.ndarray], pts: list[int | None]
+    ) -> list[FrameTrack]:
         # one sleep for the batch, like one batched backbone call
         time.sleep(trackers[0].model_ms / 1e3)
         saved = [t.model_ms for t in trackers]
@@ -88,7 +90,9 @@ def encode_clip(path: Path, seconds: float) -> None:
 
     scene = SyntheticScene(SyntheticConfig(width=W, height=H))
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30, options={"preset": "ultrafast", "g": "30"})
+        stream = container.add_stream(
+            "libx264", rate=30, options={"preset": "ultrafast", "g": "30"}
+        )
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         for i in range(int(seconds * 30)):
             frame = av.VideoFrame.from_ndarray(scene.render(i), format="rgb24")
@@ -134,7 +138,9 @@ def stage_mean_ms(engine: Engine, stream: str, stage: str) -> float:
 async def run(args: argparse.Namespace, sources: list[str], factory: object) -> Engine:
     engine = Engine(factory, config=EngineConfig(device=args.device, max_batch=args.streams))  # type: ignore[arg-type]
     async with engine:
-        subscription = engine.hub.subscribe(maxsize=100_000)  # an in-process subscriber, like a client
+        subscription = engine.hub.subscribe(
+            maxsize=100_000
+        )  # an in-process subscriber, like a client
         for i, source in enumerate(sources):
             await engine.add_stream(StreamSpec(source, stream_id=f"cam{i}", realtime=True,
                                                concepts=(Concept(args.prompt),)))  # fmt: skip
@@ -155,22 +161,30 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--model", default="scripted", help="scripted, tiny, embedded, sam3")
-    parser.add_argument("--model-ms", type=float, default=30.0, help="scripted model: time per batch")
+    parser.add_argument(
+        "--model-ms", type=float, default=30.0, help="scripted model: time per batch"
+    )
     parser.add_argument("--objects", type=int, default=4, help="scripted model: objects per frame")
     parser.add_argument("--prompt", default="red circle")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--decode", action="store_true", help="decode a 1080p H.264 file instead of rendering")
+    parser.add_argument(
+        "--decode", action="store_true", help="decode a 1080p H.264 file instead of rendering"
+    )
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(2)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     print(f"bench/pipeline.py  commit {commit}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  "
           f"device {args.device}  dtype float32  torch {torch.__version__}")  # fmt: skip
     if args.model == "scripted":
         factory: object = lambda: ScriptedModel(args.model_ms, args.objects)  # noqa: E731
-        print(f"model: scripted stand-in, {args.model_ms:g} ms per batch, {args.objects} objects per frame")
+        print(
+            f"model: scripted stand-in, {args.model_ms:g} ms per batch, {args.objects} objects per frame"
+        )
     else:
         from streamer.cli import ModelChoice, load_tracker_factory
 
@@ -188,8 +202,12 @@ def main() -> None:
             sources = ["synthetic://1920x1080@30"] * args.streams
         engine = asyncio.run(run(args, sources, factory))
 
-    print(f"\n{args.streams} x 1080p30 for {args.seconds:g} s ({'decoded H.264 file' if args.decode else 'synthetic render'})")
-    print(f"{'stream':8} {'in fps':>7} {'out fps':>7} {'p50 ms':>7} {'p99 ms':>7} {'drops':>6}  causes")
+    print(
+        f"\n{args.streams} x 1080p30 for {args.seconds:g} s ({'decoded H.264 file' if args.decode else 'synthetic render'})"
+    )
+    print(
+        f"{'stream':8} {'in fps':>7} {'out fps':>7} {'p50 ms':>7} {'p99 ms':>7} {'drops':>6}  causes"
+    )
     total_out = 0.0
     for sid, session in engine.sessions.items():
         s = session.stats
@@ -206,9 +224,13 @@ def main() -> None:
     print("\nper frame (stream cam0, means)")
     print(f"  model call (whole batch)          {model_ms:7.2f} ms")
     print(f"  waiting in the latest-frame slot  {queue_ms:7.2f} ms  (waiting, not work)")
-    print(f"  publish stage in the pipeline     {publish_ms:7.2f} ms  (includes waiting for the loop)")
+    print(
+        f"  publish stage in the pipeline     {publish_ms:7.2f} ms  (includes waiting for the loop)"
+    )
     alone_ms = publish_ms_per_frame(args.objects)
-    print(f"  RLE + events + msgpack (alone)    {alone_ms:7.2f} ms  ({args.objects} objects of 1080p)")
+    print(
+        f"  RLE + events + msgpack (alone)    {alone_ms:7.2f} ms  ({args.objects} objects of 1080p)"
+    )
     if args.decode:
         print(f"  decode + RGB convert (alone)      {decode_ms:7.2f} ms")
     overhead = alone_ms + (decode_ms if args.decode else 0.0)

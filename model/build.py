@@ -120,7 +120,9 @@ def _resolve_config(name_or_config: str | Sam3Config | None, ckpt: Checkpoint | 
         raise ValueError(f"unknown config {name_or_config!r}; known: {sorted(CONFIGS)}")
     # Only the architecture must agree with the weights; the video loop's thresholds are run-time
     # settings, so the requested ones win over whatever the file was saved with.
-    if stored is not None and replace(stored, name="", video=config.video) != replace(config, name=""):
+    if stored is not None and replace(stored, name="", video=config.video) != replace(
+        config, name=""
+    ):
         raise CheckpointError(
             f"{ckpt.path} was saved for config {stored.name!r}, whose architecture differs from "
             f"the requested {config.name!r}; pass name_or_config=None to use the stored one"

@@ -169,11 +169,17 @@ class VideoConfig:
 
     # detection and association (mask IoU on the tracker's low-res mask grid)
     score_threshold_detection: float = 0.5  # keep detections with prob > this
-    det_nms_thresh: float = 0.1  # mask NMS: drop a detection with IoU > this to a better one; 0 = off
+    det_nms_thresh: float = (
+        0.1  # mask NMS: drop a detection with IoU > this to a better one; 0 = off
+    )
     assoc_iou_thresh: float = 0.1  # detection "matches" a track (and spawns nothing) at IoU >= this
     trk_assoc_iou_thresh: float = 0.5  # a track counts as matched at IoU >= this
-    new_det_thresh: float = 0.7  # spawn a new object only from an unmatched detection with prob >= this
-    max_num_objects: int = 10_000  # live objects per stream; extra new detections keep the best scores
+    new_det_thresh: float = (
+        0.7  # spawn a new object only from an unmatched detection with prob >= this
+    )
+    max_num_objects: int = (
+        10_000  # live objects per stream; extra new detections keep the best scores
+    )
     # hot-start: new objects may be removed within their first `hotstart_delay` frames
     hotstart_delay: int = 15
     hotstart_unmatch_thresh: int = 8  # ... after this many unmatched frames
@@ -188,7 +194,9 @@ class VideoConfig:
     confirm_delay: int = 0  # frames before a new object is published (0: at once, as tentative)
     # periodic re-conditioning from confident detections
     recondition_every_nth_frame: int = 16  # 0 = off
-    high_conf_thresh: float = 0.8  # detection prob >=, and tracker object-score logit > (official quirk)
+    high_conf_thresh: float = (
+        0.8  # detection prob >=, and tracker object-score logit > (official quirk)
+    )
     high_iou_thresh: float = 0.8  # detection <-> track mask IoU >=
     recondition_on_trk_masks: bool = False  # False (official): re-prompt with the detection mask
     # True (official `add_new_mask`): the re-conditioning mask is a prompt, and the memory and
@@ -199,7 +207,9 @@ class VideoConfig:
     # detection has matched for this many frames (its mask drifted off, swelled or vanished) takes
     # over a detection of its concept near where it should be now, instead of a new ID
     reanchor_after: int = 0  # frames; 0 = off
-    reanchor_reach: float = 1.0  # box-centre distance, in object sizes, one frame after the last match
+    reanchor_reach: float = (
+        1.0  # box-centre distance, in object sizes, one frame after the last match
+    )
     reanchor_reach_per_frame: float = 0.25  # ... and this much more per further frame
     reanchor_reach_max: float = 3.0  # ... up to this: a long-lost object claims no far look-alike
     # ours, 0 = off: two look-alikes whose tracks traded objects as they crossed (each matched
@@ -207,19 +217,29 @@ class VideoConfig:
     # by half) trade their memories back, keeping their IDs (needs re-anchoring)
     untangle_margin: float = 0.0
     # overlaps between objects of one concept
-    suppress_overlap_occlusion_thresh: float = 0.7  # IoU >= this: suppress the most recently occluded; 0 = off
-    shrink_suppress_thresh: float = 0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area
+    suppress_overlap_occlusion_thresh: float = (
+        0.7  # IoU >= this: suppress the most recently occluded; 0 = off
+    )
+    shrink_suppress_thresh: float = (
+        0.3  # memory non-overlap: suppress a mask keeping < 30 % of its area
+    )
     # ours, False = official: then each contested pixel is also left only to the object with the
     # highest logit in the memories (SAM 2's non_overlap_masks_for_mem_enc), so a track that
     # swelled over a look-alike does not remember the look-alike as itself
     memory_non_overlap: bool = False
-    fill_hole_area: int = 16  # holes / sprinkles up to this many low-res pixels are cleaned; 0 = off
+    fill_hole_area: int = (
+        16  # holes / sprinkles up to this many low-res pixels are cleaned; 0 = off
+    )
     # per-object memory bank (model/tracker/memory_bank.py): fixed caps, nothing grows with the stream;
     # recent memories and pointers are capped by TrackerConfig.num_maskmem / max_obj_ptrs_in_encoder
     max_cond_frames: int = 4  # conditioning memories (spawn, refinements, re-conditionings)
-    use_memory_selection: bool = True  # official SAM2Long-style filter; False = plain t-1 .. t-6 (HF)
+    use_memory_selection: bool = (
+        True  # official SAM2Long-style filter; False = plain t-1 .. t-6 (HF)
+    )
     memory_selection_threshold: float = 0.01  # keep frames with eff_iou_score > this
-    clear_memory_around_condition: bool = True  # a new conditioning frame drops older recent memories
+    clear_memory_around_condition: bool = (
+        True  # a new conditioning frame drops older recent memories
+    )
     memory_bf16: bool = True  # store memories in bfloat16 (official; half the memory per object)
     # on CUDA: the detector pass runs on a side stream beside propagation (model/video/streams.py)
     cuda_overlap: bool = True

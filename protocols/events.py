@@ -157,7 +157,9 @@ class StreamStatus:
     latency_ms_p50: float = wire("p50")
     latency_ms_p99: float = wire("p99")
     drops: DropCounts = wire("dc", DropCounts())
-    subscriber_dropped: int = wire("sub", 0)  # events this subscriber lost by being slow (its own queue)
+    subscriber_dropped: int = wire(
+        "sub", 0
+    )  # events this subscriber lost by being slow (its own queue)
 
 
 # --- concepts --------------------------------------------------------------------------------

@@ -124,7 +124,9 @@ async def remove_stream(request: web.Request) -> web.Response:
 
 async def list_concepts(request: web.Request) -> web.Response:
     session = _session(request)
-    return web.json_response({"concepts": [_concept_json(i, c) for i, c in session.concepts.items()]})
+    return web.json_response(
+        {"concepts": [_concept_json(i, c) for i, c in session.concepts.items()]}
+    )
 
 
 async def add_concept(request: web.Request) -> web.Response:
@@ -199,13 +201,17 @@ async def _body(request: web.Request, schema: Schema) -> dict[str, Any]:
 
 
 def _stream_spec(body: dict[str, Any]) -> StreamSpec:
-    concepts = tuple(_concept(c, f"body.concepts[{i}]") for i, c in enumerate(body.get("concepts", [])))
+    concepts = tuple(
+        _concept(c, f"body.concepts[{i}]") for i, c in enumerate(body.get("concepts", []))
+    )
     redaction = None
     if "redaction" in body:
         r = body["redaction"]
         redaction = RedactionSpec(
             concepts=tuple(r["concepts"]),
-            draw=RedactConfig(style=RedactStyle(r.get("style", "blur")), margin_px=r.get("margin_px", 8)),
+            draw=RedactConfig(
+                style=RedactStyle(r.get("style", "blur")), margin_px=r.get("margin_px", 8)
+            ),
             outputs=tuple(r.get("outputs", ())),
             budget_s=r.get("budget_ms", 1000) / 1000,
             on_missing=OnMissing(r.get("on_missing", "blur")),
@@ -223,7 +229,10 @@ def _concept(body: dict[str, Any], path: str) -> Concept:
     try:
         return Concept(
             text=body.get("text"),
-            exemplars=tuple(BoxPrompt(_box(e["box"], path), e.get("positive", True)) for e in body.get("exemplars", [])),
+            exemplars=tuple(
+                BoxPrompt(_box(e["box"], path), e.get("positive", True))
+                for e in body.get("exemplars", [])
+            ),
             thresholds=ConceptThresholds(thresholds.get("detection"), thresholds.get("new_object")),
         )
     except ValueError as error:
@@ -232,7 +241,9 @@ def _concept(body: dict[str, Any], path: str) -> Concept:
 
 def _object_prompt(body: dict[str, Any]) -> tuple[BoxPrompt | None, tuple[PointPrompt, ...]]:
     box = BoxPrompt(_box(body["box"], "body.box")) if "box" in body else None
-    points = tuple(PointPrompt(tuple(p["xy"]), p.get("positive", True)) for p in body.get("points", []))
+    points = tuple(
+        PointPrompt(tuple(p["xy"]), p.get("positive", True)) for p in body.get("points", [])
+    )
     if box is None and not points:
         raise _json_error(web.HTTPBadRequest, "body: give a box, points, or both")
     return box, points
@@ -261,7 +272,9 @@ async def _edit(edit: Awaitable[Any]) -> Any:
     try:
         return await edit
     except KeyError as error:
-        raise _json_error(web.HTTPNotFound, str(error.args[0]) if error.args else "not found") from None
+        raise _json_error(
+            web.HTTPNotFound, str(error.args[0]) if error.args else "not found"
+        ) from None
     except ValueError as error:
         raise _json_error(web.HTTPBadRequest, str(error)) from None
 

@@ -72,7 +72,9 @@ def _region(
     union: np.ndarray | None = None
     for i, mask in enumerate(masks):
         if mask.shape != shape or mask.dtype != np.bool_:
-            raise ValueError(f"mask {i} must be a {shape[0]} x {shape[1]} bool array, got {mask.dtype} {mask.shape}")
+            raise ValueError(
+                f"mask {i} must be a {shape[0]} x {shape[1]} bool array, got {mask.dtype} {mask.shape}"
+            )
         union = mask.copy() if union is None else np.logical_or(union, mask, out=union)
     if union is None:
         return None

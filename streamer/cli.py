@@ -44,11 +44,6 @@ from streamer.status import StatusBoard, print_summary, probe_frame_count
 DEMO_SOURCE = "world://384@15"  # the concept world (streamer/sources/world.py)
 
 
-
-
-
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -65,10 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- model -----------------------------------------------------------------------------------
-
-
-
-
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -125,10 +116,6 @@ async def _add(engine: Engine, spec: StreamSpec) -> None:
         raise UserError(str(error)) from None
 
 
-
-
-
-
 def _report(engine: Engine) -> int:
     return EXIT_FAILED if print_summary(engine) else 0
 
@@ -162,31 +149,25 @@ def _per_stream(target: str, index: int, count: int) -> str:
     return str(path.with_name(f"{path.stem}-s{index + 1}{path.suffix}"))
 
 
-
-
-
-
-
-
-
-
-
-
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
 
 
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamer", description="SAM 3 concept tracking on live video.")
+    parser = argparse.ArgumentParser(
+        prog="streamer", description="SAM 3 concept tracking on live video."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def model_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default="embedded", help="config name: embedded (default), tiny, sam3")
-        p.add_argument("--checkpoint", help="sam3.pt, an HF facebook/sam3 folder, or a .safetensors file")
+        p.add_argument(
+            "--model", default="embedded", help="config name: embedded (default), tiny, sam3"
+        )
+        p.add_argument(
+            "--checkpoint", help="sam3.pt, an HF facebook/sam3 folder, or a .safetensors file"
+        )
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
         p.add_argument(
             "--dtype",
@@ -198,24 +179,64 @@ def _parser() -> argparse.ArgumentParser:
     def api_flags(p: argparse.ArgumentParser, port: int) -> None:
         p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
         p.add_argument("--port", type=int, default=port, help=f"default {port}")
-        p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' on the API (default: ${TOKEN_ENV})")
+        p.add_argument(
+            "--token",
+            help=f"require 'Authorization: Bearer TOKEN' on the API (default: ${TOKEN_ENV})",
+        )
         p.add_argument("--ice-host", action="append", default=[], metavar="ADDR",
                        help="an IP address WebRTC peers can reach this machine at (repeatable; "
                             "default: follow --host)")  # fmt: skip
 
     def nats_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--nats", metavar="URL", help="also publish every event to NATS JetStream (nats://host:4222)")
+        p.add_argument(
+            "--nats",
+            metavar="URL",
+            help="also publish every event to NATS JetStream (nats://host:4222)",
+        )
 
     run = commands.add_parser("run", help="track concepts on one or more sources")
-    run.add_argument("sources", nargs="+", metavar="SOURCE", help="rtsp://..., a video file, /dev/videoN, synthetic://WxH@FPS, world://SIDE@FPS")
-    run.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a concept to track (repeatable)")
-    run.add_argument("--redact", action="append", default=[], metavar="CONCEPT", help="a prompt to redact, or '*' (repeatable)")
+    run.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="rtsp://..., a video file, /dev/videoN, synthetic://WxH@FPS, world://SIDE@FPS",
+    )
+    run.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a concept to track (repeatable)",
+    )
+    run.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="CONCEPT",
+        help="a prompt to redact, or '*' (repeatable)",
+    )
     run.add_argument("--style", default="blur", choices=[s.value for s in RedactStyle])
-    run.add_argument("--margin", type=int, default=8, metavar="PX", help="grow redaction masks by PX pixels")
-    run.add_argument("--out", action="append", default=[], metavar="FILE|rtsp://...", help="redacted video output (repeatable)")
-    run.add_argument("--events", metavar="FILE|ws", help="write events to a .msgpack log, or serve them over WebSocket")
+    run.add_argument(
+        "--margin", type=int, default=8, metavar="PX", help="grow redaction masks by PX pixels"
+    )
+    run.add_argument(
+        "--out",
+        action="append",
+        default=[],
+        metavar="FILE|rtsp://...",
+        help="redacted video output (repeatable)",
+    )
+    run.add_argument(
+        "--events",
+        metavar="FILE|ws",
+        help="write events to a .msgpack log, or serve them over WebSocket",
+    )
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    run.add_argument("--realtime", action="store_true", help="pace files to their frame rate (else as fast as the model)")
+    run.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace files to their frame rate (else as fast as the model)",
+    )
     run.add_argument("--loop", action="store_true", help="restart files at their end")
     run.add_argument("--max-reconnects", type=_positive_int, metavar="N",
                      help="network sources: fail the stream after N failed connection attempts in a row "
@@ -230,13 +251,28 @@ def _parser() -> argparse.ArgumentParser:
     model_flags(serve)
     api_flags(serve, 8080)
 
-    demo = commands.add_parser("demo", help="a short self-contained run: redacted mp4, event log, overlay PNG")
-    demo.add_argument("source", nargs="?", default=DEMO_SOURCE, help="default: a live scene of the concept world the embedded model knows")
-    demo.add_argument("--prompt", action="append", metavar="TEXT", help="default: 'ring', 'purple square'")
+    demo = commands.add_parser(
+        "demo", help="a short self-contained run: redacted mp4, event log, overlay PNG"
+    )
+    demo.add_argument(
+        "source",
+        nargs="?",
+        default=DEMO_SOURCE,
+        help="default: a live scene of the concept world the embedded model knows",
+    )
+    demo.add_argument(
+        "--prompt", action="append", metavar="TEXT", help="default: 'ring', 'purple square'"
+    )
     demo.add_argument("--duration", type=float, metavar="S",
                       help="seconds to run (default 10; with --serve, until Ctrl-C)")  # fmt: skip
-    demo.add_argument("--out-dir", default="demo-out", help="where the outputs go (default ./demo-out)")
-    demo.add_argument("--serve", action="store_true", help="also serve the live page and the API; run until Ctrl-C")
+    demo.add_argument(
+        "--out-dir", default="demo-out", help="where the outputs go (default ./demo-out)"
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="also serve the live page and the API; run until Ctrl-C",
+    )
     model_flags(demo)
     api_flags(demo, 8080)
     return parser

@@ -93,5 +93,7 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour for bool/int masks, bilinear for float (probability/logit) masks."""
     if mask.dtype == np.bool_:
         return cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    interpolation = cv2.INTER_LINEAR if np.issubdtype(mask.dtype, np.floating) else cv2.INTER_NEAREST
+    interpolation = (
+        cv2.INTER_LINEAR if np.issubdtype(mask.dtype, np.floating) else cv2.INTER_NEAREST
+    )
     return cv2.resize(mask, size, interpolation=interpolation)

@@ -44,7 +44,9 @@ from streamer.types import Frame, SourceInfo
 DEFAULT_PROMPTS = ("ring", "purple square")  # in the default world scene; red squares pass by
 DEFAULT_DURATION_S = 10.0  # without --serve
 FIRST_FRAME_TIMEOUT_S = 30.0  # then the duration runs anyway (the stream's error is reported)
-_COLOURS = np.array([[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8)
+_COLOURS = np.array(
+    [[255, 80, 80], [80, 160, 255], [90, 220, 90], [250, 210, 60], [220, 90, 220]], dtype=np.uint8
+)
 
 
 class SnapshotSink:
@@ -53,7 +55,9 @@ class SnapshotSink:
 
     def __init__(self) -> None:
         self.best: tuple[Frame, FrameTrack] | None = None
-        self.started: dict[int, int | None] = {}  # object id -> concept id (None: a click/box object)
+        self.started: dict[
+            int, int | None
+        ] = {}  # object id -> concept id (None: a click/box object)
         self._done = asyncio.Event()
         self.first_frame = asyncio.Event()  # set by the stream's first frame, or by its end
 
@@ -101,7 +105,10 @@ def overlay(frame: Frame, track: FrameTrack, names: Mapping[int, str] | None = N
     return image
 
 
-async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tuple[Callable[[], StreamTracker], str]]) -> int:
+async def demo(
+    args: argparse.Namespace,
+    load_tracker_factory: Callable[..., tuple[Callable[[], StreamTracker], str]],
+) -> int:
     out_dir = Path(args.out_dir)
     api = api_config(args) if args.serve else None
     duration = args.duration if args.duration is not None or api is not None else DEFAULT_DURATION_S
@@ -116,7 +123,9 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
     still, png = out_dir / "frame.png", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
-    print(f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}")
+    print(
+        f"streamer demo: {described}\nstreamer demo: {args.source}, prompts {list(prompts)}, {how_long}"
+    )
     # Frames the model skips are dropped from the video (never written unredacted); the budget
     # is generous because a loaded CPU can take seconds for a frame.
     redaction = RedactionSpec(concepts=prompts, outputs=(str(video),), draw=RedactConfig(),
@@ -137,19 +146,29 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
         except (SourceError, ValueError) as error:
             raise UserError(str(error)) from None
         if url is not None:
-            login = " (the API has a token: add #token=YOUR_TOKEN to the address)" if api and api.token else ""
+            login = (
+                " (the API has a token: add #token=YOUR_TOKEN to the address)"
+                if api and api.token
+                else ""
+            )
             print(f"streamer demo: watch it live at {url}/?source=stream&stream=demo&autostart=1{login}; "
                   "Ctrl-C to stop", flush=True)  # fmt: skip
         # the duration counts from the first frame: opening a source (a camera, the world's first
         # clip) can take seconds
         waiters = [asyncio.ensure_future(event.wait()) for event in (snapshot.first_frame, stop)]
-        await asyncio.wait(waiters, timeout=FIRST_FRAME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            waiters, timeout=FIRST_FRAME_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
         for waiter in waiters:
             waiter.cancel()
-        await until_done_or_signal(engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None)
+        await until_done_or_signal(
+            engine, StatusBoard(engine.sessions), stop, duration, forever=url is not None
+        )
         session = engine.sessions.get("demo")
     elapsed = time.monotonic() - started
-    if snapshot.best is not None:  # the frame with the most confirmed objects, as it came and annotated
+    if (
+        snapshot.best is not None
+    ):  # the frame with the most confirmed objects, as it came and annotated
         cv2.imwrite(str(still), cv2.cvtColor(snapshot.best[0].rgb, cv2.COLOR_RGB2BGR))
         names = {cid: c.text for cid, c in session.concepts.items() if c.text} if session else {}
         cv2.imwrite(str(png), cv2.cvtColor(overlay(*snapshot.best, names), cv2.COLOR_RGB2BGR))
@@ -165,9 +184,19 @@ async def demo(args: argparse.Namespace, load_tracker_factory: Callable[..., tup
           f"{s.frames_out / max(elapsed, 1e-9):.1f} fps out, {s.fps_in.per_second():.1f} fps in; "
           f"latency p50 {s.latency_ms.percentile(50):.0f} ms, p99 {s.latency_ms.percentile(99):.0f} ms; "
           f"{s.drops['superseded'] + s.drops['stale']} frames skipped (model behind)")  # fmt: skip
-    if others := {cause: n for cause, n in s.drops.items() if n and cause not in ("superseded", "stale")}:
+    if others := {
+        cause: n for cause, n in s.drops.items() if n and cause not in ("superseded", "stale")
+    }:
         print("drops: " + ", ".join(f"{n} {cause}" for cause, n in sorted(others.items())))
-    print(f"objects: {len(ids)} " + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items()))
-    for label, path in (("redacted video", video), ("event log", log), ("still frame", still), ("overlay", png)):
+    print(
+        f"objects: {len(ids)} "
+        + ", ".join(f"{text!r}: IDs {idl}" for text, idl in by_concept.items())
+    )
+    for label, path in (
+        ("redacted video", video),
+        ("event log", log),
+        ("still frame", still),
+        ("overlay", png),
+    ):
         print(f"  {label:15} {path}" + ("" if path.exists() else "  (not written)"))
     return 1 if engine.errors else 0

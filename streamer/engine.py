@@ -90,7 +90,9 @@ def open_spec_source(spec: StreamSpec, stream_id: str) -> Source:
     from streamer.sources import RtspConfig, open_source
 
     rtsp = RtspConfig(max_attempts=spec.max_attempts)
-    return open_source(spec.source, stream_id=stream_id, realtime=spec.realtime, loop=spec.loop, rtsp=rtsp)
+    return open_source(
+        spec.source, stream_id=stream_id, realtime=spec.realtime, loop=spec.loop, rtsp=rtsp
+    )
 
 
 class Engine:
@@ -134,7 +136,9 @@ class Engine:
             )
         if self.config.nats is not None:
             nats = self.config.nats
-            sink = NatsSink(self.hub.subscribe(maxsize=nats.queue, overflow=Overflow.DROP_OLDEST), nats)
+            sink = NatsSink(
+                self.hub.subscribe(maxsize=nats.queue, overflow=Overflow.DROP_OLDEST), nats
+            )
             self._nats_task = self._tg.create_task(sink.run(), name="nats-sink")
         return self
 
@@ -156,7 +160,11 @@ class Engine:
             raise StreamNotFound(stream_id) from None
 
     async def add_stream(
-        self, spec: StreamSpec, *, frame_sinks: Sequence[FrameSink] = (), source: Source | None = None
+        self,
+        spec: StreamSpec,
+        *,
+        frame_sinks: Sequence[FrameSink] = (),
+        source: Source | None = None,
     ) -> Session:
         """Open the source and start the stream's pipeline. Raises ValueError or SourceError
         (a one-line message) when the spec cannot run; nothing is left behind then.
@@ -175,7 +183,9 @@ class Engine:
         if source is None:  # opening may read a file's header or resolve a host: off the loop
             source = await asyncio.to_thread(self._source_factory, spec, stream_id)
         tracker = await self.worker.call(self._tracker_factory)
-        lane = self.worker.open_lane(stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s))
+        lane = self.worker.open_lane(
+            stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s)
+        )
         stats = StreamStats(stream_id, self.metrics)
         session = Session(
             stream_id, source=source, lane=lane, publisher=Publisher(stream_id), hub=self.hub,
@@ -190,7 +200,9 @@ class Engine:
             await source.aclose()
             raise
         self._sessions[stream_id] = session
-        self._tasks[stream_id] = self._tg.create_task(self._run(session), name=f"session:{stream_id}")
+        self._tasks[stream_id] = self._tg.create_task(
+            self._run(session), name=f"session:{stream_id}"
+        )
         return session
 
     async def remove_stream(self, stream_id: str, *, drain_s: float | None = None) -> None:
@@ -199,7 +211,9 @@ class Engine:
         session.stop()
         task = self._tasks.get(stream_id)
         if task is not None:
-            await _drain_or_cancel([task], self.config.drain_timeout_s if drain_s is None else drain_s)
+            await _drain_or_cancel(
+                [task], self.config.drain_timeout_s if drain_s is None else drain_s
+            )
         self._sessions.pop(stream_id, None)
         self._tasks.pop(stream_id, None)
 

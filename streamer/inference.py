@@ -136,9 +136,7 @@ class Lane:
 
     def _drained(self) -> bool:
         """Input ended and consumed, and the outbox has room for the final `Finished`."""
-        return (
-            self.inbox.closed and len(self.inbox) == 0 and len(self.outbox) < self.outbox.maxsize
-        )
+        return self.inbox.closed and len(self.inbox) == 0 and len(self.outbox) < self.outbox.maxsize
 
     def _take(self, now_ns: int) -> Frame | None:
         frame = self.inbox.get_nowait()

@@ -62,7 +62,10 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], StreamTracke
     if checkpoint is None and name == "embedded":
         checkpoint = packaged_checkpoint(name)
         if checkpoint is None:
-            name, note = "tiny", " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)"
+            name, note = (
+                "tiny",
+                " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)",
+            )
     if checkpoint is not None and not checkpoint.exists():
         raise UserError(f"checkpoint {checkpoint} does not exist")
     dtype = inference_dtype(choice.device, choice.dtype)
@@ -74,7 +77,9 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], StreamTracke
     _warm_up(lambda: VideoTracker(model))
     source = f"checkpoint {checkpoint}" if checkpoint is not None else "random weights"
     precision = str(dtype).removeprefix("torch.")
-    return (lambda: VideoTracker(model)), f"model {name} on {choice.device} in {precision}, {source}{note}"
+    return (
+        lambda: VideoTracker(model)
+    ), f"model {name} on {choice.device} in {precision}, {source}{note}"
 
 
 def _warm_up(factory: Callable[[], StreamTracker], steps: int = 3) -> None:
@@ -179,9 +184,13 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         parts = urlsplit(args.nats)
         if parts.scheme not in NATS_SCHEMES or not parts.hostname:
             shown = redact_url(args.nats)
-            raise UserError(f"--nats {shown!r}: expected nats://HOST[:PORT] (or tls://, ws://, wss://)")
+            raise UserError(
+                f"--nats {shown!r}: expected nats://HOST[:PORT] (or tls://, ws://, wss://)"
+            )
         nats = NatsConfig(url=args.nats)
-    return EngineConfig(device=args.device, event_log=_event_log(getattr(args, "events", None)), nats=nats)
+    return EngineConfig(
+        device=args.device, event_log=_event_log(getattr(args, "events", None)), nats=nats
+    )
 
 
 def api_config(args: argparse.Namespace) -> ApiConfig:
@@ -192,11 +201,15 @@ def api_config(args: argparse.Namespace) -> ApiConfig:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise UserError(f"--ice-host {host!r}: expected an IP address of this machine") from None
+            raise UserError(
+                f"--ice-host {host!r}: expected an IP address of this machine"
+            ) from None
     token = args.token or os.environ.get(TOKEN_ENV) or None
     webrtc = WebRtcConfig(ice_hosts=tuple(args.ice_host) if args.ice_host else None)
     return ApiConfig(host=args.host, port=args.port, token=token, webrtc=webrtc)
 
 
 def model_choice(args: argparse.Namespace) -> ModelChoice:
-    return ModelChoice(args.model, Path(args.checkpoint) if args.checkpoint else None, args.device, args.dtype)
+    return ModelChoice(
+        args.model, Path(args.checkpoint) if args.checkpoint else None, args.device, args.dtype
+    )

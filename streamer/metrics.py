@@ -38,13 +38,19 @@ class Metrics:
             "streamer_stage_seconds", "Per-stage latency of one frame",
             ["stream", "stage"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.frames = Counter("streamer_frames", "Frames in and out", ["stream", "direction"], registry=r)
+        self.frames = Counter(
+            "streamer_frames", "Frames in and out", ["stream", "direction"], registry=r
+        )
         self.drops = Counter(
             "streamer_dropped_frames", "Frames dropped, by cause", ["stream", "cause"], registry=r
         )
         self.fps = Gauge("streamer_fps", "Rolling frame rate", ["stream", "direction"], registry=r)
-        self.objects = Gauge("streamer_objects", "Objects on the last frame", ["stream"], registry=r)
-        self.reconnects = Counter("streamer_reconnects", "Source reconnects", ["stream"], registry=r)
+        self.objects = Gauge(
+            "streamer_objects", "Objects on the last frame", ["stream"], registry=r
+        )
+        self.reconnects = Counter(
+            "streamer_reconnects", "Source reconnects", ["stream"], registry=r
+        )
         self.subscriber_drops = Counter(
             "streamer_subscriber_dropped_events", "Events lost by slow subscribers", ["stream"],
             registry=r,

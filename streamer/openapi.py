@@ -159,10 +159,15 @@ def _json_type(value: Any) -> str:
 
 # --- the document --------------------------------------------------------------------------
 
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+}
 
 
-def _op(summary: str, body: Schema | None = None, ok: int = 200, errors: tuple[int, ...] = ()) -> Schema:
+def _op(
+    summary: str, body: Schema | None = None, ok: int = 200, errors: tuple[int, ...] = ()
+) -> Schema:
     op: Schema = {"summary": summary, "responses": {str(ok): {"description": "OK"}}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -193,22 +198,30 @@ def document(version: str) -> Schema:
             },
             stream: {
                 "get": _op("One stream: state, figures, concepts", errors=(404,)),
-                "delete": _op("Stop a stream (drains, then ends its objects)", ok=204, errors=(404,)),
+                "delete": _op(
+                    "Stop a stream (drains, then ends its objects)", ok=204, errors=(404,)
+                ),
             },
             f"{stream}/concepts": {
                 "get": _op("List concepts", errors=(404,)),
                 "post": _op("Add a concept", CONCEPT, 201, (400, 404, 413, 415)),
             },
-            f"{stream}/concepts/{{concept_id}}": {"delete": _op("Remove a concept", ok=204, errors=(400, 404))},
+            f"{stream}/concepts/{{concept_id}}": {
+                "delete": _op("Remove a concept", ok=204, errors=(400, 404))
+            },
             f"{stream}/objects": {
                 "get": _op("Objects on the latest processed frame", errors=(404,)),
                 "post": _op("Add an object by box and/or clicks", OBJECT_PROMPT, 201, (400, 404)),
             },
             f"{stream}/objects/{{object_id}}": {
-                "patch": _op("Refine an object with a box and/or clicks", OBJECT_PROMPT, 200, (400, 404)),
+                "patch": _op(
+                    "Refine an object with a box and/or clicks", OBJECT_PROMPT, 200, (400, 404)
+                ),
                 "delete": _op("Remove an object", ok=204, errors=(400, 404)),
             },
-            f"{stream}/events": {"get": _op(f"Events of one stream. {ws_note}", ok=101, errors=(404,))},
+            f"{stream}/events": {
+                "get": _op(f"Events of one stream. {ws_note}", ok=101, errors=(404,))
+            },
             "/v1/events": {"get": _op(f"Events of every stream. {ws_note}", ok=101)},
         },
     }

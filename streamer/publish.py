@@ -30,7 +30,10 @@ from streamer.types import Frame, SourceInfo
 ENGINE_VERSION = "0.1.0"
 CAPABILITIES = ("redaction", "object_prompts", "concept_edits")
 
-_STATE = {ModelObjectState.TENTATIVE: ev.ObjectState.TENTATIVE, ModelObjectState.CONFIRMED: ev.ObjectState.CONFIRMED}
+_STATE = {
+    ModelObjectState.TENTATIVE: ev.ObjectState.TENTATIVE,
+    ModelObjectState.CONFIRMED: ev.ObjectState.CONFIRMED,
+}
 _REASON = {
     ModelEndReason.LOST: ev.EndReason.LOST,
     ModelEndReason.REMOVED: ev.EndReason.REMOVED,
@@ -75,7 +78,10 @@ class Publisher:
     def frame(self, frame: Frame, track: FrameTrack, published_ns: int) -> list[Envelope]:
         self.last_seq = frame.seq
         out = [
-            envelope(ev.ObjectStarted(self.stream_id, s.object_id, s.concept_id, frame.seq), self.stream_id)
+            envelope(
+                ev.ObjectStarted(self.stream_id, s.object_id, s.concept_id, frame.seq),
+                self.stream_id,
+            )
             for s in track.started
         ]
         result = ev.FrameResult(
@@ -96,7 +102,9 @@ class Publisher:
     def ended(self, ended: Sequence[ObjectEndedEvent]) -> list[Envelope]:
         seq = max(self.last_seq, 0)
         return [
-            envelope(ev.ObjectEnded(self.stream_id, e.object_id, seq, _REASON[e.reason]), self.stream_id)
+            envelope(
+                ev.ObjectEnded(self.stream_id, e.object_id, seq, _REASON[e.reason]), self.stream_id
+            )
             for e in ended
         ]
 

@@ -246,7 +246,9 @@ class Session:
         self.stats.stage("queue", (outcome.picked_ns - frame.captured_ns) / 1e9)
         self.stats.stage("model", (outcome.done_ns - outcome.picked_ns) / 1e9)
         self.stats.stage("publish", (published - outcome.done_ns) / 1e9)
-        self.stats.frame_out((published - frame.captured_ns) / 1e9, len(track.objects), outcome.batch_size)
+        self.stats.frame_out(
+            (published - frame.captured_ns) / 1e9, len(track.objects), outcome.batch_size
+        )
 
     def _publish_ended(self, ended: Sequence[ObjectEndedEvent]) -> None:
         for envelope in self.publisher.ended(ended):

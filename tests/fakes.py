@@ -46,7 +46,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (0, 0, 255),
     "white": (255, 255, 255),
 }
-TOLERANCE = 60  # per channel: survives H.264 on real streams, still far from the grey 128 background
+TOLERANCE = (
+    60  # per channel: survives H.264 on real streams, still far from the grey 128 background
+)
 
 
 class FakeTracker:
@@ -72,7 +74,9 @@ class FakeTracker:
         self.manual: dict[int, BoxPrompt] = {}  # object_id -> box for click/box objects
         self._next_concept = 0
         self._next_object = 1
-        self._live: dict[int, tuple[int | None, int]] = {}  # object_id -> (concept_id, frames unseen)
+        self._live: dict[
+            int, tuple[int | None, int]
+        ] = {}  # object_id -> (concept_id, frames unseen)
         self._by_concept: dict[int, int] = {}  # concept_id -> live object_id
         self._pending_end: list[ObjectEndedEvent] = []
         self.frame_index = 0
@@ -82,7 +86,9 @@ class FakeTracker:
     # --- prompts ------------------------------------------------------------------------
     def add_concept(self, concept: Concept) -> int:
         if concept.text is not None and concept.text not in COLOURS and not concept.exemplars:
-            raise ValueError(f"FakeTracker only knows colours {sorted(COLOURS)}, got {concept.text!r}")
+            raise ValueError(
+                f"FakeTracker only knows colours {sorted(COLOURS)}, got {concept.text!r}"
+            )
         concept_id = self._next_concept
         self._next_concept += 1
         self.concepts[concept_id] = concept
@@ -96,7 +102,9 @@ class FakeTracker:
         if object_id is not None:
             self._end(object_id, EndReason.REMOVED)
 
-    def add_object(self, *, box: BoxPrompt | None = None, points: Sequence[PointPrompt] = ()) -> int:
+    def add_object(
+        self, *, box: BoxPrompt | None = None, points: Sequence[PointPrompt] = ()
+    ) -> int:
         if box is None:
             raise ValueError("FakeTracker needs a box")
         object_id = self._next_object
@@ -294,7 +302,9 @@ class FakeSource:
             else:
                 await asyncio.sleep(0)
             pts = round(seq * step * 90000)
-            yield Frame(self.stream_id, seq, pts, Fraction(1, 90000), time.time_ns(), self._draw(seq))
+            yield Frame(
+                self.stream_id, seq, pts, Fraction(1, 90000), time.time_ns(), self._draw(seq)
+            )
         self._status("ended")
 
     def _status(self, state: str) -> None:

@@ -93,8 +93,15 @@ def violations(root: Path) -> list[str]:
         where = f"{imp.module.replace('.', '/')}.py:{imp.line} imports {imp.target}"
         if imp.module.startswith("protocols"):
             lazy_ok = not imp.top_level and top in PROTOCOLS_LAZY.get(imp.module, set())
-            if top not in STDLIB and top != "protocols" and top not in PROTOCOLS_THIRD_PARTY and not lazy_ok:
-                found.append(f"{where}: protocols/ imports only the standard library, numpy and msgpack")
+            if (
+                top not in STDLIB
+                and top != "protocols"
+                and top not in PROTOCOLS_THIRD_PARTY
+                and not lazy_ok
+            ):
+                found.append(
+                    f"{where}: protocols/ imports only the standard library, numpy and msgpack"
+                )
         in_embedded = imp.module == EMBEDDED or imp.module.startswith(EMBEDDED + ".")
         if imp.module.startswith("model") and not in_embedded and top in MODEL_FORBIDDEN:
             found.append(f"{where}: model/ is synchronous and does no I/O")

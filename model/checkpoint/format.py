@@ -37,4 +37,3 @@ class Checkpoint:
     config: Sam3Config | None = None  # only the native format records its config
     tokenizer_files: dict[str, str] | None = None  # native: {"vocab.json": ..., "merges.txt": ...}
     absent: tuple[re.Pattern[str], ...] = ()  # official keys this format never stores
-

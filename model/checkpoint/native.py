@@ -70,7 +70,6 @@ def _tuples(value: object) -> object:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-
 def native_header(path: str | Path) -> dict[str, object] | None:
     """The JSON header of a native file, read without its tensors; None for other safetensors."""
     try:

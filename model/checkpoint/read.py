@@ -61,7 +61,9 @@ def _read_torch_file(path: Path) -> Checkpoint:
         ) from err
     tokenizer_files = None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        stored = obj.get("tokenizer")  # `python -m model.embedded.train` states keep their vocab here
+        stored = obj.get(
+            "tokenizer"
+        )  # `python -m model.embedded.train` states keep their vocab here
         if isinstance(stored, dict) and all(isinstance(v, str) for v in stored.values()):
             tokenizer_files = {str(k): v for k, v in stored.items()}
         obj = obj["model"]
@@ -119,4 +121,3 @@ def _read_safetensors_file(path: Path) -> Checkpoint:
         tokenizer_files=header.get("tokenizer"),
         absent=(ROPE_TABLE,),
     )
-

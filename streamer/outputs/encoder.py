@@ -268,7 +268,9 @@ class _PtsClock:
         if self.last is None or pts > self.last:
             self.last = pts
             return pts, False
-        if pts >= self.last - self.step:  # repeated, or a frame late: the next ones keep their times
+        if (
+            pts >= self.last - self.step
+        ):  # repeated, or a frame late: the next ones keep their times
             self.last += self.nudge
         else:  # the clock restarted: shift the rest to go on one frame after the last
             self.offset += self.last + self.step - pts

@@ -32,7 +32,9 @@ class Subscription:
 
     def __init__(self, hub: Hub, stream_id: str | None, maxsize: int, overflow: Overflow):
         if overflow is Overflow.BLOCK:
-            raise ValueError("a subscriber may not block the pipeline: use drop_oldest or disconnect")
+            raise ValueError(
+                "a subscriber may not block the pipeline: use drop_oldest or disconnect"
+            )
         self.stream_id = stream_id  # None: every stream
         self.queue: Bounded[Envelope] = Bounded(maxsize, overflow)
         self._hub = hub

@@ -119,7 +119,12 @@ class NatsSink:
         except (NatsError, TimeoutError) as error:
             self.failed += 1
             if self.failed == 1 or self.failed % 1000 == 0:
-                log.warning("NATS publish on %s failed (%r); %d failures so far", subject, error, self.failed)
+                log.warning(
+                    "NATS publish on %s failed (%r); %d failures so far",
+                    subject,
+                    error,
+                    self.failed,
+                )
             return
         self.published += 1
 

@@ -186,4 +186,3 @@ class RedactionSink:
             return True
         concept = self._concepts.get(concept_id) if concept_id is not None else None
         return concept is not None and concept.text in self.spec.concepts
-

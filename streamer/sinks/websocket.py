@@ -41,7 +41,9 @@ def subscription_options(request: web.Request) -> tuple[int, Overflow]:
     return queue, Overflow(raw_overflow)
 
 
-async def serve_events(request: web.Request, hub: Hub, stream_id: str | None) -> web.WebSocketResponse:
+async def serve_events(
+    request: web.Request, hub: Hub, stream_id: str | None
+) -> web.WebSocketResponse:
     """Upgrade to a WebSocket and forward the hub's events for `stream_id` (None: all streams)."""
     queue, overflow = subscription_options(request)
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)

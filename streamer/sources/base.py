@@ -30,7 +30,9 @@ class SourceStats:
     """Counters of one source since it was created (read them from the event loop)."""
 
     frames_decoded: int  # frames that left the decoder
-    frames_dropped: int  # live hand-off only: frames overwritten by a newer one before the loop took them
+    frames_dropped: (
+        int  # live hand-off only: frames overwritten by a newer one before the loop took them
+    )
     reconnects: int  # successful reopenings after a disconnect or stall
     decode_errors: int  # packets the decoder rejected and skipped (the stream went on)
 

@@ -98,7 +98,9 @@ class FileSource(ThreadedSource):
     def _produce(self, out: Producer) -> None:
         cfg = self.config
         pts_offset = 0  # added to every pts so that loops keep pts increasing
-        clock: tuple[float, float] | None = None  # (wall monotonic, media seconds) of the first frame
+        clock: tuple[float, float] | None = (
+            None  # (wall monotonic, media seconds) of the first frame
+        )
         first_pass = True
         while True:
             container = self._unread if self._unread is not None else self._open()
@@ -149,7 +151,9 @@ class FileSource(ThreadedSource):
         stream = video_stream(container)
         if stream is None or stream.codec_context is None:
             container.close()
-            what = "has no video stream" if stream is None else "has video FFmpeg has no decoder for"
+            what = (
+                "has no video stream" if stream is None else "has video FFmpeg has no decoder for"
+            )
             raise SourceError(f"{self.path} {what}")
         return container
 

@@ -49,7 +49,9 @@ from streamer.types import SourceState
 
 log = logging.getLogger(__name__)
 
-NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "http", "https"})
+NETWORK_SCHEMES = frozenset(
+    {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "http", "https"}
+)
 LISTENING_SCHEMES = frozenset({"udp", "rtp", "srt"})  # without a host: receive on a local port
 
 
@@ -58,7 +60,9 @@ class RtspConfig:
     transport: Literal["tcp", "udp"] = "tcp"  # RTSP only; TCP survives NAT and packet loss
     open_timeout_s: float = 5.0  # connect + DESCRIBE/SETUP/PLAY + probing the first packets
     stall_timeout_s: float = 2.0  # no packet for this long -> STALLED -> reconnect
-    max_attempts: int | None = None  # consecutive failed connects before SourceError; None = forever
+    max_attempts: int | None = (
+        None  # consecutive failed connects before SourceError; None = forever
+    )
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 10.0
     backoff_jitter: float = 0.2  # +-20 % so that many cameras do not reconnect in lock-step
@@ -140,11 +144,19 @@ class RtspSource(ThreadedSource):
                         f"{self.safe_url}: {reason} (gave up after {failures} attempt{plural})"
                     ) from None
                 delay = backoff_delay(failures, self.config, self._rng)
-                log.warning("%s: connect failed (%s); retry %d in %.2f s", self.safe_url, reason, failures, delay)
+                log.warning(
+                    "%s: connect failed (%s); retry %d in %.2f s",
+                    self.safe_url,
+                    reason,
+                    failures,
+                    delay,
+                )
                 out.sleep(delay)
                 continue
             try:
-                last_frame_at, stalled, got_frames, complete = self._read(container, out, last_frame_at)
+                last_frame_at, stalled, got_frames, complete = self._read(
+                    container, out, last_frame_at
+                )
             finally:
                 container.close()
             if complete:
@@ -183,7 +195,9 @@ class RtspSource(ThreadedSource):
                 self._url, options=options, timeout=(cfg.open_timeout_s, cfg.stall_timeout_s)
             )
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as e:
-            raise _Permanent(f"authentication failed ({av_reason(e)}); check the credentials") from None
+            raise _Permanent(
+                f"authentication failed ({av_reason(e)}); check the credentials"
+            ) from None
         except av.error.ProtocolNotFoundError as e:
             raise _Permanent(f"protocol not supported by FFmpeg ({av_reason(e)})") from None
         if video_stream(container) is None:

@@ -37,7 +37,9 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         if self.width < 16 or self.height < 16:
-            raise ValueError(f"synthetic frames must be at least 16 x 16, got {self.width} x {self.height}")
+            raise ValueError(
+                f"synthetic frames must be at least 16 x 16, got {self.width} x {self.height}"
+            )
         if self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if not 0 <= self.shapes <= len(PALETTE):

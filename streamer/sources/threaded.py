@@ -131,7 +131,10 @@ class ThreadedSource(ABC):
         assert self._exited is not None
         await asyncio.wait({self._exited}, timeout=self._join_timeout_s)
         if thread.is_alive():
-            log.debug("%s: decoder thread still blocked in I/O; it exits on its read timeout", self._describe())
+            log.debug(
+                "%s: decoder thread still blocked in I/O; it exits on its read timeout",
+                self._describe(),
+            )
 
     async def __aenter__(self) -> ThreadedSource:
         return self
@@ -162,7 +165,10 @@ class ThreadedSource(ABC):
         loop = asyncio.get_running_loop()
         self._exited = loop.create_future()
         self._thread = threading.Thread(
-            target=self._run, args=(loop, self._exited), name=f"source-{self.stream_id}", daemon=True
+            target=self._run,
+            args=(loop, self._exited),
+            name=f"source-{self.stream_id}",
+            daemon=True,
         )
         self._thread.start()
 

@@ -179,13 +179,20 @@ class WhipSource:
             except MediaStreamError:
                 return
             if not isinstance(received, av.VideoFrame):
-                raise SourceError(f"whip {self.stream_id}: expected video frames, got {type(received).__name__}")
+                raise SourceError(
+                    f"whip {self.stream_id}: expected video frames, got {type(received).__name__}"
+                )
             rgb = await asyncio.to_thread(_to_rgb, received, self.config.size)  # H x W x 3 uint8
             now = time.monotonic()
             if first or stalled:
-                self._resume(publisher, rgb, now, reconnected=first and self._last_frame_at is not None)
+                self._resume(
+                    publisher, rgb, now, reconnected=first and self._last_frame_at is not None
+                )
                 first = stalled = False
-            elif self.info is not None and (rgb.shape[1], rgb.shape[0]) != (self.info.width, self.info.height):
+            elif self.info is not None and (rgb.shape[1], rgb.shape[0]) != (
+                self.info.width,
+                self.info.height,
+            ):
                 self.info = self._info(publisher, rgb)  # the sender changed resolution
             self._last_frame_at = now
             yield Frame(
@@ -198,7 +205,9 @@ class WhipSource:
             )
             self._seq += 1
 
-    def _resume(self, publisher: Publisher, rgb: np.ndarray, now: float, *, reconnected: bool) -> None:
+    def _resume(
+        self, publisher: Publisher, rgb: np.ndarray, now: float, *, reconnected: bool
+    ) -> None:
         """First frame of a publisher, or after a stall: info, then the gap, then LIVE."""
         self.info = self._info(publisher, rgb)
         if reconnected:

@@ -31,7 +31,11 @@ __all__ = ["GATEWAY", "WebRtcConfig", "WebRtcGateway", "add_webrtc", "is_public"
 
 
 def add_webrtc(
-    app: web.Application, engine: Engine, config: WebRtcConfig | None = None, *, bind_host: str = "127.0.0.1"
+    app: web.Application,
+    engine: Engine,
+    config: WebRtcConfig | None = None,
+    *,
+    bind_host: str = "127.0.0.1",
 ) -> WebRtcGateway:
     gateway = WebRtcGateway(engine, config, bind_host=bind_host)
     app[GATEWAY] = gateway

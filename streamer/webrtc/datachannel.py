@@ -72,7 +72,11 @@ class EventChannel:
         except ValueError as error:  # over the viewer's max-message-size
             self.oversized += 1
             if self.oversized == 1:
-                log.warning("DataChannel of stream %s: event skipped (%s)", self.subscription.stream_id, error)
+                log.warning(
+                    "DataChannel of stream %s: event skipped (%s)",
+                    self.subscription.stream_id,
+                    error,
+                )
             return
         self.sent += 1
 

@@ -178,4 +178,3 @@ class VideoEgress:
         for viewer in list(self._viewers):
             viewer.end()
         self._ended.set()
-

@@ -65,7 +65,10 @@ class WebRtcGateway:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         try:
             await self.peers.__aexit__(exc_type, exc, tb)
@@ -108,7 +111,13 @@ class WebRtcGateway:
                         transceiver.direction = "inactive"  # audio is not used: never receive it
                 prepare(peer)
                 await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, InvalidAccessError, InvalidStateError, OperationError, InternalError) as error:
+        except (
+            ValueError,
+            InvalidAccessError,
+            InvalidStateError,
+            OperationError,
+            InternalError,
+        ) as error:
             await peer.close()
             raise web.HTTPBadRequest(text=f"cannot use this SDP offer: {error}") from None
         except TimeoutError:
@@ -154,7 +163,9 @@ async def read_offer(request: web.Request) -> str:
     try:
         SessionDescription.parse(sdp)
     except Exception as error:  # aiortc's parser has no error type: asserts, IndexError, ValueError
-        raise web.HTTPBadRequest(text=f"cannot use this SDP offer: malformed ({type(error).__name__})") from None
+        raise web.HTTPBadRequest(
+            text=f"cannot use this SDP offer: malformed ({type(error).__name__})"
+        ) from None
     return sdp
 
 

@@ -43,7 +43,9 @@ class TooManyPeers(RuntimeError):
 class Peer:
     """One peer connection and what the engine knows about it."""
 
-    def __init__(self, pc: RTCPeerConnection, *, kind: PeerKind, stream_id: str, remote: str) -> None:
+    def __init__(
+        self, pc: RTCPeerConnection, *, kind: PeerKind, stream_id: str, remote: str
+    ) -> None:
         self.id = secrets.token_urlsafe(12)  # unguessable: the Location URL is the only handle
         self.pc = pc
         self.kind = kind
@@ -100,7 +102,10 @@ class PeerRegistry:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._open = False
         for peer in list(self._peers.values()):

@@ -65,7 +65,9 @@ async def whip_delete(request: web.Request) -> web.Response:
 def _stream_id(request: web.Request) -> str:
     stream_id = request.match_info["stream_id"]
     if not STREAM_ID.match(stream_id):
-        raise web.HTTPBadRequest(text=f"stream id {stream_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        raise web.HTTPBadRequest(
+            text=f"stream id {stream_id!r} must be 1-64 letters, digits, '_', '.' or '-'"
+        )
     return stream_id
 
 
@@ -103,7 +105,9 @@ async def _source_for(
     if session is not None and isinstance(session.source, WhipSource):
         if not session.done:
             if not session.source.accepting:
-                raise web.HTTPConflict(text=f"stream {stream_id!r} already has a live WHIP publisher")
+                raise web.HTTPConflict(
+                    text=f"stream {stream_id!r} already has a live WHIP publisher"
+                )
             return session.source
         await engine.remove_stream(stream_id)
     source = WhipSource(stream_id, gateway.config.whip)

@@ -130,6 +130,8 @@ def test_stored_video_thresholds_do_not_block_loading(tmp_path: Path) -> None:
     save_native(path, build_sam3("tiny"), tiny)
     looser = replace(tiny, video=replace(tiny.video, new_det_thresh=0.3))
     assert build_sam3(looser, path).config.video.new_det_thresh == 0.3
-    wider = replace(tiny, detector=replace(tiny.detector, num_queries=tiny.detector.num_queries + 1))
+    wider = replace(
+        tiny, detector=replace(tiny.detector, num_queries=tiny.detector.num_queries + 1)
+    )
     with pytest.raises(CheckpointError, match="architecture differs"):
         build_sam3(wider, path)

@@ -31,7 +31,10 @@ from protocols.credentials import redact_url
         ("world://384@15", "world://384@15"),
         ("udp://@:5000", "udp://@:5000"),  # no user-info: FFmpeg's "receive on port 5000"
         ("udp://@239.0.0.1:1234?pkt_size=1316", "udp://@239.0.0.1:1234?pkt_size=1316"),
-        ("srt://@:9000?passphrase=x&mode=listener", "srt://@:9000?passphrase=REDACTED&mode=listener"),
+        (
+            "srt://@:9000?passphrase=x&mode=listener",
+            "srt://@:9000?passphrase=REDACTED&mode=listener",
+        ),
         ("rtsp://:secret@cam/x", "rtsp://cam/x"),  # a password without a user name
         ("rtsp://@u:p@cam/x", "rtsp://cam/x"),
         ("rtsp://@u:p@[::1", "rtsp://[::1"),  # the fallback keeps nothing before the last '@'

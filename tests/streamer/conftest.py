@@ -98,7 +98,9 @@ class RtspServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         if not os.path.exists(SYSTEM_PYTHON):
-            pytest.fail(f"{SYSTEM_PYTHON} missing: install the GStreamer packages (scripts/bootstrap.sh dev)")
+            pytest.fail(
+                f"{SYSTEM_PYTHON} missing: install the GStreamer packages (scripts/bootstrap.sh dev)"
+            )
         args = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--password", PASSWORD]
         if self.auth:
             args.append("--auth")
@@ -109,7 +111,9 @@ class RtspServer:
         if "ready" not in line:
             self.kill()
             pytest.fail(f"RTSP server did not start on port {self.port}: {line!r}")
-        while time.monotonic() < deadline:  # the port is bound once `ready` is printed; double-check
+        while (
+            time.monotonic() < deadline
+        ):  # the port is bound once `ready` is printed; double-check
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return

@@ -12,7 +12,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def fake_engine(**sources: FakeSource) -> Engine:
-    return Engine(FakeTracker, config=EngineConfig(status_interval_s=0.05), source_factory=FakeSources(**sources))
+    return Engine(
+        FakeTracker,
+        config=EngineConfig(status_interval_s=0.05),
+        source_factory=FakeSources(**sources),
+    )
 
 
 def live_camera() -> FakeSource:
@@ -28,7 +32,9 @@ async def test_stream_concept_and_object_lifecycle() -> None:
         listed = await (await client.get("/v1/streams")).json()
         assert [s["stream_id"] for s in listed["streams"]] == ["door"]
 
-        r = await client.post("/v1/streams/door/concepts", json={"exemplars": [{"box": [1, 2, 30, 40]}]})
+        r = await client.post(
+            "/v1/streams/door/concepts", json={"exemplars": [{"box": [1, 2, 30, 40]}]}
+        )
         assert r.status == 201
         concept_id = (await r.json())["concept_id"]
         concepts = (await (await client.get("/v1/streams/door/concepts")).json())["concepts"]
@@ -45,7 +51,11 @@ async def test_stream_concept_and_object_lifecycle() -> None:
         assert {o["object_id"] for o in objects} >= {object_id}
         r = await client.patch(f"/v1/streams/door/objects/{object_id}", json={"box": [0, 0, 4, 4]})
         assert r.status == 200
-        await eventually(lambda: session.objects.get(object_id) is not None and session.objects[object_id].area == 16)
+        await eventually(
+            lambda: (
+                session.objects.get(object_id) is not None and session.objects[object_id].area == 16
+            )
+        )
         assert (await client.delete(f"/v1/streams/door/objects/{object_id}")).status == 204
         assert (await client.delete("/v1/streams/door/objects/999")).status == 404
 
@@ -72,7 +82,9 @@ async def test_stream_concept_and_object_lifecycle() -> None:
         ([1, 2], 400, "expected object, got array"),
     ],
 )
-async def test_bad_stream_bodies_get_clear_json_errors(body: object, status: int, needle: str) -> None:
+async def test_bad_stream_bodies_get_clear_json_errors(
+    body: object, status: int, needle: str
+) -> None:
     async with running_api(fake_engine(cam=live_camera())) as (engine, client):
         r = await client.post("/v1/streams", json=body)
         payload = await r.json()
@@ -86,7 +98,9 @@ async def test_transport_level_errors_are_json_too() -> None:
     async with running_api(fake_engine(cam=live_camera()), config) as (_, client):
         r = await client.post("/v1/streams", data="source=cam")
         assert r.status == 415 and "application/json" in (await r.json())["error"]
-        r = await client.post("/v1/streams", data="{nope", headers={"Content-Type": "application/json"})
+        r = await client.post(
+            "/v1/streams", data="{nope", headers={"Content-Type": "application/json"}
+        )
         assert r.status == 400 and "not valid JSON" in (await r.json())["error"]
         r = await client.post("/v1/streams", json={"source": "x" * 5000})
         assert r.status == 413 and (await r.json())["status"] == 413
@@ -109,14 +123,21 @@ async def test_bearer_token_guards_everything_but_health() -> None:
         assert (await client.get("/v1/health")).status == 200
         r = await client.get("/v1/streams")
         assert r.status == 401 and "bearer" in (await r.json())["error"]
-        assert (await client.get("/v1/streams", headers={"Authorization": "Bearer wrong"})).status == 401
-        assert (await client.get("/v1/streams", headers={"Authorization": "Bearer s3cret"})).status == 200
+        assert (
+            await client.get("/v1/streams", headers={"Authorization": "Bearer wrong"})
+        ).status == 401
+        assert (
+            await client.get("/v1/streams", headers={"Authorization": "Bearer s3cret"})
+        ).status == 200
         assert (await client.get("/metrics?token=s3cret")).status == 200
 
 
 async def test_metrics_and_openapi() -> None:
     async with running_api(fake_engine(cam=live_camera())) as (engine, client):
-        await client.post("/v1/streams", json={"source": "cam", "stream_id": "door", "concepts": [{"text": "red"}]})
+        await client.post(
+            "/v1/streams",
+            json={"source": "cam", "stream_id": "door", "concepts": [{"text": "red"}]},
+        )
         await eventually(lambda: engine.get("door").stats.frames_out > 3)
         text = await (await client.get("/metrics")).text()
         for series in ('streamer_frames_total{direction="out",stream="door"}',
@@ -126,5 +147,7 @@ async def test_metrics_and_openapi() -> None:
         doc = await (await client.get("/v1/openapi.json")).json()
         assert doc["openapi"].startswith("3.1")
         assert "post" in doc["paths"]["/v1/streams"]
-        body = doc["paths"]["/v1/streams"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        body = doc["paths"]["/v1/streams"]["post"]["requestBody"]["content"]["application/json"][
+            "schema"
+        ]
         assert body["required"] == ["source"]

@@ -87,13 +87,19 @@ def server() -> Iterator[ServerThread]:
     thread.thread.join(30)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(method=methods, path=paths, body=bodies)
-def test_fuzzed_bodies_never_break_the_api(server: ServerThread, method: str, path: str, body: bytes) -> None:
+def test_fuzzed_bodies_never_break_the_api(
+    server: ServerThread, method: str, path: str, body: bytes
+) -> None:
     status, payload = server.request(method, path, body)
     assert status < 500, payload
     if status >= 400:
-        assert payload["status"] == status and isinstance(payload["error"], str) and payload["error"]
+        assert (
+            payload["status"] == status and isinstance(payload["error"], str) and payload["error"]
+        )
     else:
         assert status in (200, 201)  # the fuzzer found a valid body: it must have been applied
 

@@ -61,7 +61,9 @@ def test_blur_removes_detail(noisy: np.ndarray) -> None:
 def test_pixelate_blocks_follow_the_frame_grid(noisy: np.ndarray) -> None:
     mask = np.zeros((H, W), bool)
     mask[32:96, 64:160] = True  # exactly on a 16 px grid
-    out = redact(noisy, [mask], RedactConfig(style=RedactStyle.PIXELATE, margin_px=0, strength_px=16))
+    out = redact(
+        noisy, [mask], RedactConfig(style=RedactStyle.PIXELATE, margin_px=0, strength_px=16)
+    )
     block = out[32:48, 64:80]
     assert (block == block[0, 0]).all()
     assert not (out[32:48, 64:96] == out[32, 64]).all()  # neighbouring blocks differ

@@ -50,10 +50,20 @@ def test_js_decoders_match_python_on_golden_events_and_random_masks() -> None:
     golden = sorted(str(p) for p in GOLDEN.glob("*.msgpack"))
     assert golden
     rng = np.random.default_rng(0)
-    masks = [rng.random((h, w)) < p for h, w, p in [(6, 8, 0.5), (31, 17, 0.1), (64, 48, 0.9), (5, 5, 0.0), (3, 4, 1.0)]]
-    masks.append(np.pad(np.ones((200, 300), bool), ((10, 20), (30, 5))))  # long runs: multi-group counts
+    masks = [
+        rng.random((h, w)) < p
+        for h, w, p in [(6, 8, 0.5), (31, 17, 0.1), (64, 48, 0.9), (5, 5, 0.0), (3, 4, 1.0)]
+    ]
+    masks.append(
+        np.pad(np.ones((200, 300), bool), ((10, 20), (30, 5)))
+    )  # long runs: multi-group counts
     encoded = [rle.encode(m) for m in masks]
-    out = run_node({"golden": golden, "masks": [{"size": list(e.size), "counts": e.counts.decode("latin1")} for e in encoded]})
+    out = run_node(
+        {
+            "golden": golden,
+            "masks": [{"size": list(e.size), "counts": e.counts.decode("latin1")} for e in encoded],
+        }
+    )
 
     for mask, js in zip(masks, out["masks"], strict=True):  # type: ignore[arg-type]
         assert np.array_equal(np.array(js, dtype=bool).reshape(mask.shape), mask)
@@ -64,4 +74,6 @@ def test_js_decoders_match_python_on_golden_events_and_random_masks() -> None:
             assert js["capturedNs"] == event.captured_ns and js["seq"] == event.seq
             for obj, js_obj, js_mask in zip(event.objects, js["objects"], js["masks"], strict=True):
                 assert js_obj["objectId"] == obj.object_id and js_obj["box"] == list(obj.box_xyxy)
-                assert np.array_equal(np.array(js_mask, dtype=bool).reshape(obj.rle.size), obj.mask())
+                assert np.array_equal(
+                    np.array(js_mask, dtype=bool).reshape(obj.rle.size), obj.mask()
+                )

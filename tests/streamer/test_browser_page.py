@@ -135,7 +135,9 @@ async def test_page_publishes_a_canvas_and_shows_masks_and_whep_video() -> None:
             assert stats["videoFrames"] >= 10, stats  # the WHEP video plays
             session = eng.get("browser")
             assert isinstance(session.source, WhipSource) and session.stats.frames_out >= 3
-            size = await page.evaluate("[document.getElementById('video').videoWidth, document.getElementById('overlay').width]")
+            size = await page.evaluate(
+                "[document.getElementById('video').videoWidth, document.getElementById('overlay').width]"
+            )
             assert size[0] > 0 and size[1] > 0
             rows = await page.evaluate("document.querySelectorAll('#objects tbody tr').length")
             assert rows >= 1

@@ -58,7 +58,10 @@ def test_api_and_engine_flags_become_configs(monkeypatch: pytest.MonkeyPatch) ->
     args = _parser().parse_args(["serve", "--token", "from-flag"])
     assert api_config(args).token == "from-flag"  # the flag wins over the environment
     monkeypatch.delenv(TOKEN_ENV)
-    api, engine = api_config(_parser().parse_args(["serve"])), engine_config(_parser().parse_args(["serve"]))
+    api, engine = (
+        api_config(_parser().parse_args(["serve"])),
+        engine_config(_parser().parse_args(["serve"])),
+    )
     assert api.token is None and engine.nats is None
     assert api.webrtc is not None and api.webrtc.ice_hosts is None  # follow the bind address
 
@@ -84,7 +87,9 @@ async def test_run_refuses_api_flags_without_an_api_before_loading_the_model() -
     def no_model(choice: object) -> NoReturn:
         raise AssertionError("the model must not be loaded for a bad command line")
 
-    args = _parser().parse_args(["run", "synthetic://64x48@5", "--prompt", "red", "--ice-host", "10.0.0.5"])
+    args = _parser().parse_args(
+        ["run", "synthetic://64x48@5", "--prompt", "red", "--ice-host", "10.0.0.5"]
+    )
     with pytest.raises(UserError, match="add --events ws"):
         await _run(args, load=no_model)
 
@@ -117,7 +122,9 @@ async def wait_for_api(base: str, http: aiohttp.ClientSession, run: asyncio.Task
     raise AssertionError(f"{base} did not come up")
 
 
-async def wait_for_stream(base: str, http: aiohttp.ClientSession, stream_id: str, token: str) -> None:
+async def wait_for_stream(
+    base: str, http: aiohttp.ClientSession, stream_id: str, token: str
+) -> None:
     """The API comes up before the command adds its streams (sources are opened off the loop)."""
     headers = {"Authorization": f"Bearer {token}"}
     for _ in range(500):
@@ -164,8 +171,13 @@ async def test_run_events_ws_serves_ws_and_whep_for_its_own_streams(
     assert token not in output.out + output.err
 
 
-async def test_refused_rtsp_with_max_reconnects_fails_alone(capsys: pytest.CaptureFixture[str]) -> None:
-    refused, port = f"rtsp://127.0.0.1:{free_port()}/cam", free_port()  # nothing listens on the first
+async def test_refused_rtsp_with_max_reconnects_fails_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refused, port = (
+        f"rtsp://127.0.0.1:{free_port()}/cam",
+        free_port(),
+    )  # nothing listens on the first
     args = _parser().parse_args([
         "run", refused, "synthetic://64x48@15", "--prompt", "red", "--max-reconnects", "2",
         "--events", "ws", "--port", str(port),
@@ -186,7 +198,9 @@ async def test_refused_rtsp_with_max_reconnects_fails_alone(capsys: pytest.Captu
             s2 = await poll(lambda: stream("s2"), lambda s: s["frames_out"] >= frames + 5)
             assert s2["state"] == "live"
             # the same bound through the HTTP API
-            async with http.post(f"{base}/v1/streams", json={"source": refused, "max_attempts": 1}) as r:
+            async with http.post(
+                f"{base}/v1/streams", json={"source": refused, "max_attempts": 1}
+            ) as r:
                 assert r.status == 201, await r.text()
                 added = (await r.json())["stream_id"]
             failed = await poll(lambda: stream(added), lambda s: s["state"] == "failed")
@@ -196,10 +210,16 @@ async def test_refused_rtsp_with_max_reconnects_fails_alone(capsys: pytest.Captu
     finally:
         run.cancel()
     failures = [line for line in capsys.readouterr().err.splitlines() if "failed" in line]
-    assert len(failures) == 2 and "stream s1 failed: " in failures[0] and "gave up after 2" in failures[0]
+    assert (
+        len(failures) == 2
+        and "stream s1 failed: " in failures[0]
+        and "gave up after 2" in failures[0]
+    )
 
 
-async def test_demo_serve_serves_the_page_until_ctrl_c(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_demo_serve_serves_the_page_until_ctrl_c(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = free_port()
     args = _parser().parse_args(["demo", "synthetic://160x120@15", "--prompt", "red", "--serve", "--port", str(port),
                                  "--out-dir", str(tmp_path)])  # fmt: skip
@@ -227,12 +247,16 @@ async def test_demo_serve_serves_the_page_until_ctrl_c(tmp_path: Path, capsys: p
 
 
 async def test_demo_bad_source_is_a_user_error(tmp_path: Path) -> None:
-    args = _parser().parse_args(["demo", "ftp://camera/1", "--prompt", "red", "--out-dir", str(tmp_path)])
+    args = _parser().parse_args(
+        ["demo", "ftp://camera/1", "--prompt", "red", "--out-dir", str(tmp_path)]
+    )
     with pytest.raises(UserError, match="unsupported"):  # itself, not inside an ExceptionGroup
         await demo(args, fake_model)
 
 
-async def poll(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within_s: float = 10.0) -> T:
+async def poll(
+    get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within_s: float = 10.0
+) -> T:
     for _ in range(int(within_s / 0.05)):
         if ok(value := await get()):
             return value
@@ -243,7 +267,9 @@ async def poll(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within_
 @slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_dtype_flag_reaches_the_model(dtype: str) -> None:
-    choice = _model_choice(_parser().parse_args(["run", "x.mp4", "--model", "tiny", "--dtype", dtype]))
+    choice = _model_choice(
+        _parser().parse_args(["run", "x.mp4", "--model", "tiny", "--dtype", dtype])
+    )
     assert choice == ModelChoice("tiny", None, "cpu", dtype)
     factory, described = load_tracker_factory(choice)
     assert f"on cpu in {dtype}" in described
@@ -254,16 +280,22 @@ def test_dtype_flag_reaches_the_model(dtype: str) -> None:
 
 
 def test_bad_inputs_end_with_one_clear_line(tmp_path: Path) -> None:
-    line = one_line_error(streamer("run", "ftp://camera/1", "--prompt", "person", "--model", "tiny"))
+    line = one_line_error(
+        streamer("run", "ftp://camera/1", "--prompt", "person", "--model", "tiny")
+    )
     assert "unsupported" in line
-    line = one_line_error(streamer("run", str(tmp_path / "missing.mp4"), "--prompt", "person", "--model", "tiny"))
+    line = one_line_error(
+        streamer("run", str(tmp_path / "missing.mp4"), "--prompt", "person", "--model", "tiny")
+    )
     assert "missing.mp4" in line
     (tmp_path / "empty.mp4").touch()
     result = streamer("run", str(tmp_path / "empty.mp4"), "--prompt", "person", "--model", "tiny")
     assert result.returncode == 2 and "empty.mp4 is empty" in one_line_error(result)
     bad = tmp_path / "weights.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    line = one_line_error(streamer("run", "synthetic://64x48@5", "--prompt", "x", "--checkpoint", str(bad)))
+    line = one_line_error(
+        streamer("run", "synthetic://64x48@5", "--prompt", "x", "--checkpoint", str(bad))
+    )
     assert "weights.safetensors" in line
     line = one_line_error(streamer("run", "synthetic://64x48@5", "--model", "tiny"))
     assert "--prompt" in line
@@ -303,13 +335,17 @@ def test_demo_serve_runs_until_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "streamer", "demo", "synthetic://160x120@10", "--model", "tiny", "--serve",
                "--port", str(port), "--out-dir", str(tmp_path)]  # fmt: skip
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
             assert process.stdout is not None
             lines = []
             while not (lines and "watch it live at" in lines[-1]):
                 lines.append(process.stdout.readline())
-                assert lines[-1], f"the demo ended early: {lines} {process.stderr.read() if process.stderr else ''}"
+                assert lines[-1], (
+                    f"the demo ended early: {lines} {process.stderr.read() if process.stderr else ''}"
+                )
             page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
             assert page.status == 200 and b"/web/app.js" in page.read()
             process.send_signal(signal.SIGINT)

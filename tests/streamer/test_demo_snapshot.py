@@ -20,7 +20,9 @@ def track(seq: int, *states: ObjectState) -> FrameTrack:
     for i, state in enumerate(states):
         mask = np.zeros((40, 60), bool)
         mask[5:15, 10 * i + 2 : 10 * i + 9] = True
-        objects.append(TrackedObject(i, 0, 0.9, (10.0 * i + 2, 5.0, 10.0 * i + 9, 15.0), mask, state))
+        objects.append(
+            TrackedObject(i, 0, 0.9, (10.0 * i + 2, 5.0, 10.0 * i + 9, 15.0), mask, state)
+        )
     started = tuple(ObjectStartedEvent(o.object_id, 0) for o in objects)
     return FrameTrack(seq, seq, 60, 40, tuple(objects), started)
 

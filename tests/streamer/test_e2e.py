@@ -34,20 +34,26 @@ async def test_file_through_the_real_tiny_model(clips: Clips, tiny_model: object
     engine = Engine(lambda: VideoTracker(tiny_model), config=EngineConfig(status_interval_s=0.1))
     async with engine:
         events = engine.hub.subscribe(maxsize=10_000)
-        session = await engine.add_stream(StreamSpec(str(clips.mp4), concepts=(Concept("grey square"),)))
+        session = await engine.add_stream(
+            StreamSpec(str(clips.mp4), concepts=(Concept("grey square"),))
+        )
         await engine.join()
     received = [decode(e.data) async for e in events]
     results = [e for e in received if isinstance(e, ev.FrameResult)]
     assert [r.seq for r in results] == list(range(clips.frames))  # a file: no frame lost
     # pts carried through exactly, in the container's time base
-    assert [r.pts * r.time_base for r in results] == [Fraction(i, clips.fps) for i in range(clips.frames)]
+    assert [r.pts * r.time_base for r in results] == [
+        Fraction(i, clips.fps) for i in range(clips.frames)
+    ]
     assert (results[0].width, results[0].height) == clips.size
     assert session.state is StreamState.ENDED
     started = [e for e in received if isinstance(e, ev.StreamStarted)]
     assert len(started) == 1 and started[0].source.endswith("clip.mp4")
 
 
-async def test_missing_and_unreadable_files_fail_with_one_clear_line(tmp_path: Path, tiny_model: object) -> None:
+async def test_missing_and_unreadable_files_fail_with_one_clear_line(
+    tmp_path: Path, tiny_model: object
+) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"definitely not a video" * 100)
     engine = Engine(lambda: VideoTracker(tiny_model))
@@ -60,7 +66,9 @@ async def test_missing_and_unreadable_files_fail_with_one_clear_line(tmp_path: P
     assert "\n" not in str(refused.value)
 
 
-async def test_bad_url_fails_its_stream_while_rtsp_keeps_running(rtsp_server: RtspServer, tiny_model: object) -> None:
+async def test_bad_url_fails_its_stream_while_rtsp_keeps_running(
+    rtsp_server: RtspServer, tiny_model: object
+) -> None:
     engine = Engine(lambda: VideoTracker(tiny_model), config=EngineConfig(status_interval_s=0.1))
     async with engine:
         good = await engine.add_stream(StreamSpec(rtsp_server.url("/test")))
@@ -82,8 +90,12 @@ async def test_rtsp_reconnect_keeps_object_ids_scripted_tracker(rtsp_server: Rts
     engine = Engine(lambda: tracker, config=EngineConfig(status_interval_s=0.1))
     async with engine:
         events = engine.hub.subscribe(maxsize=100_000)
-        session = await engine.add_stream(StreamSpec(rtsp_server.url("/test"), concepts=(Concept("white"),)))
-        await eventually(lambda: session.stats.frames_out > 10 and bool(session.objects), within_s=30)
+        session = await engine.add_stream(
+            StreamSpec(rtsp_server.url("/test"), concepts=(Concept("white"),))
+        )
+        await eventually(
+            lambda: session.stats.frames_out > 10 and bool(session.objects), within_s=30
+        )
         before_ids = set(session.objects)
         rtsp_server.kill()
         await eventually(lambda: session.state is not StreamState.LIVE, within_s=10)
@@ -99,4 +111,8 @@ async def test_rtsp_reconnect_keeps_object_ids_scripted_tracker(rtsp_server: Rts
     assert session.stats.reconnects >= 1
     states = [e.state for e in received if isinstance(e, ev.StreamStatus)]
     assert ev.StreamState.RECONNECTING in states and states[-1] is ev.StreamState.ENDED
-    assert not [e for e in received if isinstance(e, ev.ObjectEnded) and e.reason is not ev.EndReason.STREAM_ENDED]
+    assert not [
+        e
+        for e in received
+        if isinstance(e, ev.ObjectEnded) and e.reason is not ev.EndReason.STREAM_ENDED
+    ]

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.timeout(60)
 async def test_bad_source_fails_alone_while_another_stream_keeps_running() -> None:
     good = FakeSource(frames=10_000, paced=True, live=True, fps=60)
     sources = FakeSources(good=good, bad=FakeSource(frames=50, fail_at=2))
-    async with Engine(FakeTracker, config=EngineConfig(status_interval_s=0.05), source_factory=sources) as engine:
+    async with Engine(
+        FakeTracker, config=EngineConfig(status_interval_s=0.05), source_factory=sources
+    ) as engine:
         events = engine.hub.subscribe(maxsize=10_000)
         running = await engine.add_stream(StreamSpec("good", concepts=(Concept("red"),)))
         failing = await engine.add_stream(StreamSpec("bad"))
@@ -68,7 +70,9 @@ async def test_shutdown_with_a_stalled_model_returns_within_its_timeout() -> Non
 
 async def test_graceful_shutdown_drains_every_queued_frame() -> None:
     clip = FakeSource(frames=30)
-    async with Engine(lambda: FakeTracker(delay_s=0.01), source_factory=FakeSources(clip=clip)) as engine:
+    async with Engine(
+        lambda: FakeTracker(delay_s=0.01), source_factory=FakeSources(clip=clip)
+    ) as engine:
         session = await engine.add_stream(StreamSpec("clip", concepts=(Concept("red"),)))
         await eventually(lambda: session.stats.frames_out >= 3)
     # the source was stopped early, but whatever reached the model was published
@@ -93,7 +97,9 @@ async def test_stream_ids_are_validated_unique_and_released() -> None:
 async def test_event_log_holds_every_event_in_order(tmp_path: Path) -> None:
     log_path = tmp_path / "events.msgpack"
     config = EngineConfig(event_log=log_path, status_interval_s=0.05)
-    async with Engine(FakeTracker, config=config, source_factory=FakeSources(clip=FakeSource(frames=9))) as engine:
+    async with Engine(
+        FakeTracker, config=config, source_factory=FakeSources(clip=FakeSource(frames=9))
+    ) as engine:
         live = engine.hub.subscribe(maxsize=10_000)
         await engine.add_stream(StreamSpec("clip", concepts=(Concept("red"),)))
         await engine.join()
@@ -111,8 +117,12 @@ async def test_a_failed_stream_says_why_in_one_log_line(caplog: pytest.LogCaptur
         await engine.join()
     assert session.state is StreamState.FAILED
     reasons = [r for r in caplog.records if "Connection refused" in r.getMessage()]
-    assert len(reasons) == 1, [r.getMessage() for r in reasons]  # was 2: the source's and the engine's
-    assert reasons[0].getMessage().startswith(f"stream {session.stream_id} failed: rtsp://127.0.0.1:")
+    assert len(reasons) == 1, [
+        r.getMessage() for r in reasons
+    ]  # was 2: the source's and the engine's
+    assert (
+        reasons[0].getMessage().startswith(f"stream {session.stream_id} failed: rtsp://127.0.0.1:")
+    )
     assert not any("T0psecret" in r.getMessage() for r in caplog.records)
 
 
@@ -138,8 +148,12 @@ async def test_a_dead_output_stops_alone_and_the_stream_goes_on(
     assert session.stats.drops["redaction_output_failed"] > 0
     lines = [r for r in caplog.records if "nobody" in r.getMessage()]
     assert len(lines) == 1 and not lines[0].exc_info
-    assert lines[0].getMessage().startswith(f"stream {session.stream_id}: output stopped, the stream")
-    assert not any("T0psecret" in r.getMessage() for r in caplog.records) and "T0psecret" not in str(seen)
+    assert (
+        lines[0].getMessage().startswith(f"stream {session.stream_id}: output stopped, the stream")
+    )
+    assert not any(
+        "T0psecret" in r.getMessage() for r in caplog.records
+    ) and "T0psecret" not in str(seen)
     summary = io.StringIO()
     assert print_summary(engine, summary)  # an output failed: the run did not go as asked
     missed = session.stats.drops["redaction_output_failed"]

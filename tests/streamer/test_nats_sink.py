@@ -27,7 +27,9 @@ pytestmark = pytest.mark.timeout(60)
 def nats_url(tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(binary).exists():
-        pytest.fail("nats-server is not installed: run scripts/bootstrap.sh dev (Debian nats-server)")
+        pytest.fail(
+            "nats-server is not installed: run scripts/bootstrap.sh dev (Debian nats-server)"
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,7 +45,9 @@ def nats_url(tmp_path: Path) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                    raise RuntimeError(
+                        f"nats-server did not start: {proc.stderr.read() if proc.stderr else ''}"
+                    ) from None
                 time.sleep(0.05)
         yield f"nats://127.0.0.1:{port}"
     finally:
@@ -53,7 +57,9 @@ def nats_url(tmp_path: Path) -> Iterator[str]:
 
 def engine(nats_url: str, frames: int = 40) -> Engine:
     camera = FakeSource(frames=frames, fps=30)
-    config = EngineConfig(status_interval_s=0.05, nats=NatsConfig(url=nats_url, stream="TEST_EVENTS"))
+    config = EngineConfig(
+        status_interval_s=0.05, nats=NatsConfig(url=nats_url, stream="TEST_EVENTS")
+    )
     return Engine(FakeTracker, config=config, source_factory=FakeSources(cam=camera))
 
 
@@ -72,7 +78,9 @@ async def _stored(nats_url: str, subject: str) -> list[bytes]:
         await nc.close()
 
 
-async def test_jetstream_holds_the_websocket_bytes_and_a_durable_subscriber_resumes(nats_url: str) -> None:
+async def test_jetstream_holds_the_websocket_bytes_and_a_durable_subscriber_resumes(
+    nats_url: str,
+) -> None:
     async with running_api(engine(nats_url)) as (eng, client):
         ws = await client.ws_connect("/v1/events")
         assert isinstance(decode(await ws.receive_bytes()), Hello)

@@ -27,7 +27,9 @@ from streamer.types import Frame
 from tests.streamer.conftest import free_port, level_of
 
 
-def make_frame(i: int, *, pts: int | None, time_base: Fraction, size: tuple[int, int] = (160, 120)) -> Frame:
+def make_frame(
+    i: int, *, pts: int | None, time_base: Fraction, size: tuple[int, int] = (160, 120)
+) -> Frame:
     rgb = np.full((size[1], size[0], 3), level_of(i), dtype=np.uint8)
     return Frame("cam", i, pts, time_base, time.time_ns(), rgb)
 
@@ -87,7 +89,9 @@ def clip_with_pts(path: Path, pts: list[int], fps: int = 10) -> Path:
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-async def test_a_repeated_pts_does_not_push_the_frames_after_it(tmp_path: Path, suffix: str) -> None:
+async def test_a_repeated_pts_does_not_push_the_frames_after_it(
+    tmp_path: Path, suffix: str
+) -> None:
     clip = clip_with_pts(tmp_path / "dup.mkv", [0, 1, 1, 2, 3, 3, 4, 5, 6, 7])
     source = [f async for f in FileSource(clip)]
     assert [f.pts for f in source] == [0, 100, 100, 200, 300, 300, 400, 500, 600, 700]  # ms
@@ -137,7 +141,9 @@ async def test_a_mid_stream_size_change_keeps_its_aspect_ratio(tmp_path: Path) -
         assert square[:, :12].max() < 24 and square[:, -12:].max() < 24
 
 
-async def test_frames_without_pts_use_the_capture_clock_and_odd_sizes_are_evened(tmp_path: Path) -> None:
+async def test_frames_without_pts_use_the_capture_clock_and_odd_sizes_are_evened(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "nopts.mkv"
     output = FileOutput(path)
     start = time.time_ns()

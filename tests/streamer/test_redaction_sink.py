@@ -56,7 +56,9 @@ async def test_stalled_model_never_lets_an_unredacted_frame_out() -> None:
     camera = FakeSource(frames=60, paced=True, live=True, fps=100)
     spec = RedactionSpec(concepts=("red",), budget_s=0.1, draw=RedactConfig(margin_px=2))
     async with redaction_engine(tracker, camera, writer) as engine:
-        session = await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
+        session = await engine.add_stream(
+            StreamSpec("cam", concepts=(Concept("red"),), redaction=spec)
+        )
         sink = session.frame_sinks[0]
         assert isinstance(sink, RedactionSink)
         await eventually(lambda: sink.fully_redacted >= 10)
@@ -69,7 +71,11 @@ async def test_stalled_model_never_lets_an_unredacted_frame_out() -> None:
         assert red_pixels(image) == 0, f"frame {seq} left with the red object visible"
     seqs = [seq for seq, _ in writer.frames]
     assert seqs == sorted(seqs)  # order kept
-    fail_closed = {seq for seq, image in writer.frames if np.array_equal(image, redact_all(scene(seq), spec.draw))}
+    fail_closed = {
+        seq
+        for seq, image in writer.frames
+        if np.array_equal(image, redact_all(scene(seq), spec.draw))
+    }
     assert len(fail_closed) == sink.fully_redacted
 
 
@@ -80,13 +86,17 @@ async def test_frames_with_results_change_only_inside_the_grown_mask() -> None:
     async with redaction_engine(tracker, clip, writer) as engine:
         await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
         await engine.join()
-    assert [seq for seq, _ in writer.frames] == list(range(8))  # a file: every frame, each its own mask
+    assert [seq for seq, _ in writer.frames] == list(
+        range(8)
+    )  # a file: every frame, each its own mask
     for seq, image in writer.frames:
         original = scene(seq)
         changed = np.any(image != original, axis=-1)
         ys, xs = np.nonzero(changed)
         x = seq % (64 - 12)
-        assert ys.min() >= 10 - 3 and ys.max() < 22 + 3 and xs.min() >= x - 3 and xs.max() < x + 12 + 3
+        assert (
+            ys.min() >= 10 - 3 and ys.max() < 22 + 3 and xs.min() >= x - 3 and xs.max() < x + 12 + 3
+        )
         assert red_pixels(image) == 0 and np.all(image[10:22, x : x + 12] == 0)
 
 
@@ -96,7 +106,9 @@ async def test_drop_policy_writes_only_frames_with_their_own_masks() -> None:
     camera = FakeSource(frames=40, paced=True, live=True, fps=100)
     spec = RedactionSpec(concepts=("*",), budget_s=0.05, on_missing=OnMissing.DROP)
     async with redaction_engine(tracker, camera, writer) as engine:
-        session = await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), redaction=spec))
+        session = await engine.add_stream(
+            StreamSpec("cam", concepts=(Concept("red"),), redaction=spec)
+        )
         sink = session.frame_sinks[0]
         assert isinstance(sink, RedactionSink)
         await eventually(lambda: sink.missing_dropped >= 5)

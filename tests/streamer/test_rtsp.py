@@ -59,7 +59,9 @@ async def test_reads_a_real_rtsp_stream(rtsp_server: RtspServer) -> None:
     assert all(f.stream_id == "cam" and f.rgb.shape == (240, 320, 3) for f in frames)
     assert all(f.rgb.flags.c_contiguous for f in frames)
     pts = [f.pts for f in frames]
-    assert all(a is not None and b is not None and b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert all(
+        a is not None and b is not None and b > a for a, b in zip(pts, pts[1:], strict=False)
+    )
     assert source.info is not None and source.info.live and source.info.fps == pytest.approx(30)
     assert source.info.url == rtsp_server.url()
     assert recorder.names()[:2] == ["connecting", "live"]
@@ -172,7 +174,9 @@ async def test_unresolvable_host_fails_quickly_with_a_clear_line() -> None:
 async def test_an_upper_case_scheme_reaches_the_server() -> None:
     source = open_source(f"RTSP://127.0.0.1:{free_port()}/test", rtsp=RtspConfig(max_attempts=1))
     assert isinstance(source, RtspSource)
-    with pytest.raises(SourceError, match=r"Connection refused"):  # not FFmpeg's 'Protocol not found'
+    with pytest.raises(
+        SourceError, match=r"Connection refused"
+    ):  # not FFmpeg's 'Protocol not found'
         await take(source, 1)
 
 
@@ -194,7 +198,9 @@ async def test_a_server_that_never_answers_is_named_a_timeout() -> None:
         silent.listen()
         url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/test"
         source = RtspSource(url, config=RtspConfig(open_timeout_s=0.5, max_attempts=1))
-        with pytest.raises(SourceError, match=r"no answer within 0.5 s \(gave up after 1 attempt\)"):
+        with pytest.raises(
+            SourceError, match=r"no answer within 0.5 s \(gave up after 1 attempt\)"
+        ):
             await take(source, 1)  # was: 'Invalid data found when processing input'
 
 

@@ -34,7 +34,9 @@ async def test_file_stream_publishes_every_frame_in_lifecycle_order() -> None:
     sources = FakeSources(clip=FakeSource(frames=12))
     async with engine_with(sources) as engine:
         events = engine.hub.subscribe(maxsize=10_000)
-        session = await engine.add_stream(StreamSpec("clip", stream_id="cam", concepts=(Concept("red"),)))
+        session = await engine.add_stream(
+            StreamSpec("clip", stream_id="cam", concepts=(Concept("red"),))
+        )
         await engine.join()
     received = await drain(events)
 
@@ -43,7 +45,9 @@ async def test_file_stream_publishes_every_frame_in_lifecycle_order() -> None:
     assert [r.seq for r in results] == list(range(12))  # a file loses nothing
     assert all(len(r.objects) == 1 and r.objects[0].object_id == 1 for r in results)
     assert results[0].objects[0].mask().sum() == 144  # the 12x12 red square of that very frame
-    assert kinds.index("ConceptsChanged") < kinds.index("StreamStarted") < kinds.index("ObjectStarted")
+    assert (
+        kinds.index("ConceptsChanged") < kinds.index("StreamStarted") < kinds.index("ObjectStarted")
+    )
     assert kinds.index("ObjectStarted") < kinds.index("FrameResult")
     ended = [e for e in received if isinstance(e, ev.ObjectEnded)]
     assert [(e.object_id, e.reason, e.seq) for e in ended] == [(1, ev.EndReason.STREAM_ENDED, 11)]
@@ -74,7 +78,9 @@ async def test_graceful_stop_of_a_live_stream_ends_its_objects() -> None:
         assert time.monotonic() - started < 2.0
     received = await drain(events)
     assert live.closed
-    assert any(isinstance(e, ev.ObjectEnded) and e.reason is ev.EndReason.STREAM_ENDED for e in received)
+    assert any(
+        isinstance(e, ev.ObjectEnded) and e.reason is ev.EndReason.STREAM_ENDED for e in received
+    )
     assert session.state is StreamState.ENDED
 
 
@@ -86,10 +92,14 @@ async def test_source_failure_fails_the_stream_with_a_clear_error() -> None:
         await engine.join()
     received = await drain(events)
     errors = [e for e in received if isinstance(e, ev.Error)]
-    assert [(e.code, e.stream_id) for e in errors] == [(ev.ErrorCode.SOURCE_FAILED, session.stream_id)]
+    assert [(e.code, e.stream_id) for e in errors] == [
+        (ev.ErrorCode.SOURCE_FAILED, session.stream_id)
+    ]
     assert "connection refused" in errors[0].message
     assert session.state is StreamState.FAILED
-    assert [e for e in received if isinstance(e, ev.StreamStatus)][-1].state is ev.StreamState.FAILED
+    assert [e for e in received if isinstance(e, ev.StreamStatus)][
+        -1
+    ].state is ev.StreamState.FAILED
     assert len([e for e in received if isinstance(e, ev.FrameResult)]) == 4  # queued frames finish
 
 
@@ -101,7 +111,9 @@ async def test_model_failure_fails_only_that_stream() -> None:
         trackers.append(FakeTracker(fail_on_frame=2 if not trackers else None))
         return trackers[-1]
 
-    async with Engine(make, config=EngineConfig(status_interval_s=0.05), source_factory=sources) as engine:
+    async with Engine(
+        make, config=EngineConfig(status_interval_s=0.05), source_factory=sources
+    ) as engine:
         bad = await engine.add_stream(StreamSpec("a"))
         good = await engine.add_stream(StreamSpec("b"))
         await engine.join()
@@ -113,7 +125,9 @@ async def test_reconnect_gap_reaches_the_tracker_and_keeps_ids() -> None:
     flaky = FakeSource(frames=10, live=True, disconnect_at={5: 0.2})
     tracker = FakeTracker(gap_frames=3)
     async with Engine(
-        lambda: tracker, config=EngineConfig(status_interval_s=0.05), source_factory=FakeSources(cam=flaky)
+        lambda: tracker,
+        config=EngineConfig(status_interval_s=0.05),
+        source_factory=FakeSources(cam=flaky),
     ) as engine:
         events = engine.hub.subscribe(maxsize=1000)
         await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),), live=False))

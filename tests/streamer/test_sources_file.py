@@ -73,7 +73,9 @@ async def test_loop_keeps_pts_increasing(clips: Clips) -> None:
     assert len(frames) == n
     seconds = [float(f.pts * f.time_base) for f in frames if f.pts is not None]
     assert seconds == pytest.approx([i / clips.fps for i in range(n)], abs=2e-3)
-    assert [abs(level(f) - level_of(i % clips.frames)) <= 3 for i, f in enumerate(frames)] == [True] * n
+    assert [abs(level(f) - level_of(i % clips.frames)) <= 3 for i, f in enumerate(frames)] == [
+        True
+    ] * n
 
 
 async def test_block_policy_loses_nothing_for_a_slow_consumer(clips: Clips) -> None:
@@ -112,14 +114,18 @@ def audio_only_clip(path: Path) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=16_000)
         for i in range(4):
-            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
             samples.sample_rate, samples.pts = 16_000, i * 1024
             container.mux(stream.encode(samples))
         container.mux(stream.encode(None))
     return path
 
 
-def test_missing_and_broken_files_are_refused_at_once_with_a_clear_line(tmp_path: Path, clips: Clips) -> None:
+def test_missing_and_broken_files_are_refused_at_once_with_a_clear_line(
+    tmp_path: Path, clips: Clips
+) -> None:
     junk, empty, truncated = tmp_path / "junk.mp4", tmp_path / "empty.mp4", tmp_path / "cut.mp4"
     junk.write_bytes(b"this is not a video" * 100)
     empty.touch()
@@ -191,7 +197,9 @@ async def test_a_cut_file_ends_with_one_warning(
 ) -> None:
     whole = encode_clip(tmp_path / "whole.mkv", frames=30, fps=10, size=(32, 24))  # 3 s
     cut = tmp_path / "cut.mkv"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])  # its header still says 3 s
+    cut.write_bytes(
+        whole.read_bytes()[: whole.stat().st_size * 3 // 4]
+    )  # its header still says 3 s
     config = FileConfig(loop=loop)
     frames = await read_all(FileSource(cut, config=config), limit=60 if loop else None)
     assert 0 < len(frames) < 30 or loop

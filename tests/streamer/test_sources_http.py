@@ -60,7 +60,9 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     handler = type("Handler", (_Handler,), {"requests": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(tmp_path)))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(tmp_path))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -81,18 +83,24 @@ async def read_all(url: str, config: RtspConfig) -> tuple[list[Frame], RtspSourc
 
 def in_order(frames: list[Frame], clips: Clips) -> bool:
     levels = [int(f.rgb[f.height // 2, f.width // 2, 1]) for f in frames]
-    return len(frames) == clips.frames and all(abs(v - level_of(i)) <= 3 for i, v in enumerate(levels))
+    return len(frames) == clips.frames and all(
+        abs(v - level_of(i)) <= 3 for i, v in enumerate(levels)
+    )
 
 
 @pytest.mark.parametrize("kind", ["mp4", "mkv"])
-async def test_a_clip_over_http_gives_every_frame_once_and_ends(clips: Clips, served: Served, kind: str) -> None:
+async def test_a_clip_over_http_gives_every_frame_once_and_ends(
+    clips: Clips, served: Served, kind: str
+) -> None:
     frames, source = await read_all(served.put(getattr(clips, kind)), RtspConfig(max_attempts=1))
     assert in_order(frames, clips)
     assert source.info is not None and not source.info.live
     assert source.stats.frames_dropped == 0
 
 
-async def test_a_clip_whose_connection_stalls_goes_on_where_it_was(clips: Clips, served: Served) -> None:
+async def test_a_clip_whose_connection_stalls_goes_on_where_it_was(
+    clips: Clips, served: Served
+) -> None:
     served.handler.stalled_request = 2  # the first read of the clip (the first request probes it)
     config = RtspConfig(stall_timeout_s=0.5, backoff_initial_s=0.05)
     frames, source = await read_all(served.put(clips.mkv), config)

@@ -37,7 +37,9 @@ def udp_sender() -> Iterator[int]:
             for i in range(900):
                 if stop.is_set():
                     return
-                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100, np.uint8), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(
+                    np.full((48, 64, 3), 100, np.uint8), format="rgb24"
+                )
                 frame.pts = i
                 container.mux(stream.encode(frame))
                 time.sleep(1 / 30)

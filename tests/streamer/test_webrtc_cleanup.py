@@ -45,7 +45,9 @@ def engine() -> Engine:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_publisher_that_vanishes_without_delete_is_closed_within_the_consent_timeout() -> None:
+async def test_publisher_that_vanishes_without_delete_is_closed_within_the_consent_timeout() -> (
+    None
+):
     async with running_api(engine()) as (eng, client):
         base = str(client.make_url("")).rstrip("/")
         gateway = client.app[GATEWAY]

@@ -78,7 +78,9 @@ async def test_dropped_publisher_is_a_gap_and_a_new_one_resumes_the_stream() -> 
         await eventually(lambda: session.state.value == "reconnecting")
         second = await publish(client.session, base, "cam")
         frames = session.stats.frames_out
-        await eventually(lambda: session.stats.frames_out > frames + 3 and session.state.value == "live")
+        await eventually(
+            lambda: session.stats.frames_out > frames + 3 and session.state.value == "live"
+        )
         assert tracker.gaps and tracker.gaps[-1] > 0  # the tracker was told how long the gap was
         assert session.source.stats.reconnects == 1
         await second.delete(client.session, base)
@@ -90,10 +92,17 @@ async def test_dropped_publisher_is_a_gap_and_a_new_one_resumes_the_stream() -> 
         ("application/json", "{}", 415, "application/sdp"),
         ("application/sdp", "hello", 400, "not an SDP offer"),
         ("application/sdp", "v=0\r\nbogus", 400, "no video track"),
-        ("application/sdp", "v=0\r\nm=video x UDP/TLS/RTP/SAVPF 96\r\n", 400, "cannot use this SDP offer"),
+        (
+            "application/sdp",
+            "v=0\r\nm=video x UDP/TLS/RTP/SAVPF 96\r\n",
+            400,
+            "cannot use this SDP offer",
+        ),
     ],
 )
-async def test_bad_offers_get_clear_errors(content_type: str, body: str, status: int, needle: str) -> None:
+async def test_bad_offers_get_clear_errors(
+    content_type: str, body: str, status: int, needle: str
+) -> None:
     async with running_api(engine()) as (eng, client):
         r = await client.post("/v1/whip/cam", data=body, headers={"Content-Type": content_type})
         payload = await r.json()

@@ -48,7 +48,11 @@ async def starved_client(client: TestClient, path: str) -> AsyncIterator[ClientW
 
 
 def engine_for(source: FakeSource) -> Engine:
-    return Engine(FakeTracker, config=EngineConfig(status_interval_s=0.05), source_factory=FakeSources(cam=source))
+    return Engine(
+        FakeTracker,
+        config=EngineConfig(status_interval_s=0.05),
+        source_factory=FakeSources(cam=source),
+    )
 
 
 async def read_all(ws: object) -> list[object]:
@@ -62,7 +66,10 @@ async def read_all(ws: object) -> list[object]:
 async def test_hello_first_then_one_event_per_message() -> None:
     late = FakeSource(frames=5, disconnect_at={0: 0.3})  # time to subscribe before the first frame
     async with running_api(engine_for(late)) as (engine, client):
-        await client.post("/v1/streams", json={"source": "cam", "stream_id": "door", "concepts": [{"text": "red"}]})
+        await client.post(
+            "/v1/streams",
+            json={"source": "cam", "stream_id": "door", "concepts": [{"text": "red"}]},
+        )
         async with client.ws_connect("/v1/streams/door/events") as everything:
             await engine.join()
             engine.hub.close()  # end the subscription as shutdown would
@@ -92,10 +99,15 @@ async def test_slow_subscriber_does_not_change_the_fast_ones_event_count() -> No
         ):
             fast_events: list[object] = []
             reader = asyncio.create_task(_collect(fast, fast_events))
-            await client.post("/v1/streams", json={"source": "cam", "stream_id": "door", "concepts": [{"text": "red"}]})
+            await client.post(
+                "/v1/streams",
+                json={"source": "cam", "stream_id": "door", "concepts": [{"text": "red"}]},
+            )
             session = engine.get("door")
             await engine.join()
-            await eventually(lambda: sum(isinstance(e, ev.FrameResult) for e in fast_events) == frames)
+            await eventually(
+                lambda: sum(isinstance(e, ev.FrameResult) for e in fast_events) == frames
+            )
             slow_sub = next(s for s in engine.hub._subscriptions if s.queue.maxsize == 4)
             assert slow_sub.dropped > 0  # the slow one lost events...
             _resume(slow)

@@ -63,7 +63,12 @@ class WhipPublisher:
 
 
 async def publish(
-    http: aiohttp.ClientSession, base: str, stream_id: str, *, query: str = "", token: str | None = None
+    http: aiohttp.ClientSession,
+    base: str,
+    stream_id: str,
+    *,
+    query: str = "",
+    token: str | None = None,
 ) -> WhipPublisher:
     """POST a sendonly offer to /v1/whip/{stream_id}; raises AssertionError on a non-201."""
     pc = RTCPeerConnection(NO_STUN)
@@ -71,7 +76,9 @@ async def publish(
     pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Content-Type": "application/sdp", **_auth(token)}
-    async with http.post(f"{base}/v1/whip/{stream_id}{query}", data=pc.localDescription.sdp, headers=headers) as r:
+    async with http.post(
+        f"{base}/v1/whip/{stream_id}{query}", data=pc.localDescription.sdp, headers=headers
+    ) as r:
         body = await r.text()
         if r.status != 201:
             await pc.close()
@@ -93,7 +100,12 @@ class WhepViewer:
 
 
 async def view(
-    http: aiohttp.ClientSession, base: str, stream_id: str, *, token: str | None = None, video: bool = True
+    http: aiohttp.ClientSession,
+    base: str,
+    stream_id: str,
+    *,
+    token: str | None = None,
+    video: bool = True,
 ) -> WhepViewer:
     """POST a recvonly video (unless `video` is False) + `events` DataChannel offer to /v1/whep/{id}."""
     pc = RTCPeerConnection(NO_STUN)
@@ -114,7 +126,9 @@ async def view(
 
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Content-Type": "application/sdp", **_auth(token)}
-    async with http.post(f"{base}/v1/whep/{stream_id}", data=pc.localDescription.sdp, headers=headers) as r:
+    async with http.post(
+        f"{base}/v1/whep/{stream_id}", data=pc.localDescription.sdp, headers=headers
+    ) as r:
         body = await r.text()
         if r.status != 201:
             await pc.close()

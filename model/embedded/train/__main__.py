@@ -52,7 +52,9 @@ STATE_FILE = "last.pt"
 
 
 def _parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.embedded.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m model.embedded.train", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", type=Path, default=Path("runs/embedded"), help="run folder")
     p.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE}")
     p.add_argument(
