@@ -14,11 +14,14 @@ setup-dev:
 demo: setup
 	$(PY) -m streamer demo $(ARGS)
 
+CODE := protocols model streamer tests bench examples
+
+# Lint, format check and type check first (seconds), then the suite.
 # pytest exit code 5 means "no tests collected": not a failure for CI.
-test: setup-dev
-	$(PY) -m ruff check protocols model streamer tests bench
+test: setup-dev lint
 	$(PY) -m pytest $(ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
 
 lint: setup-dev
-	$(PY) -m ruff check protocols model streamer tests bench
-	$(PY) -m mypy protocols streamer
+	$(PY) -m ruff check $(CODE)
+	$(PY) -m ruff format --check $(CODE)
+	$(PY) -m mypy protocols model streamer

@@ -1,6 +1,6 @@
 """Hyperparameters: frozen dataclass configs and one registry, `CONFIGS`.
 
-Defaults are the official SAM 3 values (../shared/reference/sam3-official.md §1a); `tiny` keeps the
+Defaults are the official SAM 3 values (Meta's `sam3` model builder; docs/model.md); `tiny` keeps the
 architecture and shrinks every dimension so a frame runs in milliseconds on a CPU.
 
 Sections are owned by the module they configure; each sub-config is built from keyword

@@ -1,6 +1,6 @@
 """The wire schema: every event a subscriber can receive, as frozen dataclasses.
 
-Rules (HOUSE_STYLE §11) — the schema is a contract that only grows:
+Rules (docs/events.md, "Versioning rule") — the schema is a contract that only grows:
 * Each event has a type tag (`TAG`) that is never reused; each field a short wire key (`wire()`),
   never reused nor retyped. Fields added later are appended with a default, so an older sender's
   message (which lacks them) still decodes; a newer sender's extra fields are ignored.

@@ -10,7 +10,7 @@ and one of three policies when it is full:
 
 Both are async-iterable; iteration ends once the channel is closed and drained. Closing is
 idempotent. `close(error)` makes the consumer's iteration raise that error after the drained items,
-so a failure inside a producing stage reaches whoever iterates (HOUSE_STYLE rule 8).
+so a failure inside a producing stage reaches whoever iterates.
 """
 
 from __future__ import annotations

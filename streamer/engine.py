@@ -26,7 +26,7 @@ from streamer.channels import Overflow
 from streamer.inference import InferenceWorker, LanePolicy, StreamTracker
 from streamer.metrics import Metrics, StreamStats
 from streamer.outputs.base import OutputError
-from streamer.publish import Publisher
+from streamer.publish import EventBuilder
 from streamer.session import FrameSink, Session, StreamState
 from streamer.sinks.eventlog import write_event_log
 from streamer.sinks.fanout import Hub
@@ -188,7 +188,7 @@ class Engine:
         )
         stats = StreamStats(stream_id, self.metrics)
         session = Session(
-            stream_id, source=source, lane=lane, publisher=Publisher(stream_id), hub=self.hub,
+            stream_id, source=source, lane=lane, publisher=EventBuilder(stream_id), hub=self.hub,
             stats=stats, frame_sinks=sinks, concepts=concepts,
             status_interval_s=self.config.status_interval_s,
         )  # fmt: skip

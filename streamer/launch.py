@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from protocols.redact import redact_url
+from protocols.credentials import redact_url
 from streamer.api import ApiConfig, create_app
 from streamer.engine import Engine, EngineConfig
 from streamer.inference import StreamTracker

@@ -1,7 +1,7 @@
 """Where the model meets the wire: tracker results -> protocol events -> encoded envelopes.
 
-This is the only module that imports both `model` and `protocols` (HOUSE_STYLE D1). One
-`Publisher` per stream turns a `FrameTrack` into, in this order,
+This is where model results become wire events (README, "Architecture"). One `EventBuilder` per
+stream turns a `FrameTrack` into, in this order,
 
     ObjectStarted*  (objects first published on this frame)
     FrameResult     (every processed frame, also without objects; masks as COCO RLE)
@@ -58,7 +58,7 @@ def hello() -> Envelope:
     return envelope(ev.Hello(ev.PROTOCOL_VERSION, ENGINE_VERSION, CAPABILITIES), None)
 
 
-class Publisher:
+class EventBuilder:
     """Builds one stream's events (see module docstring)."""
 
     def __init__(self, stream_id: str) -> None:

@@ -37,7 +37,7 @@ from model.types import (
 from streamer.inference import Finished, Inferred, Lane
 from streamer.metrics import StreamStats
 from streamer.outputs.base import OutputError
-from streamer.publish import Publisher
+from streamer.publish import EventBuilder
 from streamer.sinks.fanout import Hub
 from streamer.sources.base import Source, SourceError, SourceStats
 from streamer.types import Frame, SourceInfo
@@ -95,7 +95,7 @@ class Session:
         *,
         source: Source,
         lane: Lane,
-        publisher: Publisher,
+        publisher: EventBuilder,
         hub: Hub,
         stats: StreamStats,
         frame_sinks: Sequence[FrameSink] = (),

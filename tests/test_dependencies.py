@@ -1,4 +1,4 @@
-"""The dependency rules of the three packages, checked on their source (HOUSE_STYLE.md D1).
+"""The dependency rules of the three packages (README, "Architecture"), checked on their source.
 
 * protocols/ imports the standard library, numpy and msgpack only: a client decodes events
   without torch. The subscriber SDK's transports (aiohttp, nats-py) are imported inside the
@@ -17,6 +17,7 @@ The negative cases at the end build small trees that break each rule and show th
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,6 +165,23 @@ def test_the_checks_see_every_package() -> None:
     names = modules(ROOT)
     assert {"protocols.codec", "model.video.frame", "streamer.engine"} <= set(names)
     assert any(i.module == "model.build" and i.target == "model.sam3" for i in imports(ROOT))
+
+
+# Modules the engine imports for their types and plumbing: none may pull in torch (3-4 s).
+TORCH_FREE = ("model.types", "model.config", "protocols", "streamer.engine", "streamer.sources",
+              "streamer.api", "streamer.cli")  # fmt: skip
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_importing_does_not_load_torch(module: str) -> None:
+    # -X importtime names every module imported, as `python -X importtime -c "import model.types"`
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert module in loaded
+    assert "torch" not in loaded, f"import {module} loads torch"
 
 
 # --- the checks fail when a rule is broken ------------------------------------------------------

@@ -1,7 +1,7 @@
 """Per-object tracker memory with fixed caps: nothing here grows with the length of the stream.
 
 The official tracker keeps every frame's memory in `output_dict` and picks from it on each frame
-(reference sam3-official.md §1c "How memory frames are chosen"). For a forward-only stream
+(docs/tracker.md, "API"; docs/video.md, "Per frame"). For a forward-only stream
 the picks only ever reach a bounded window, so we keep exactly what can still be picked:
 
 * up to `max_cond_frames` conditioning memories (spawn, refinements, re-conditionings). The

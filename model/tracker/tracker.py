@@ -1,6 +1,6 @@
 """The SAM 3 tracker (`tracker.*` keys): SAM 2-style propagation of N objects in one batched call.
 
-Per frame (official `Sam3TrackerBase.track_step`, reference sam3-official.md §1a "Tracker", §1c):
+Per frame (official `Sam3TrackerBase.track_step`; docs/tracker.md):
 
     neck maps --prepare_features--> TrackerFeatures (conv_s0 / conv_s1 skips, sine position)
     for every object, batched:

@@ -1,7 +1,7 @@
 """Pure rules of the online video loop: matching detections to tracks, and the hot-start window.
 
 Everything here is a function of tensors and plain values (no module state, no I/O), so each
-rule of the official per-frame algorithm (reference sam3-official.md §1c) is testable on
+rule of the official per-frame algorithm (docs/video.md, "Per frame") is testable on
 hand-made masks. Masks are compared on the tracker's low-resolution grid; "binary" means
 logit > 0. Object groups (`groups`) are concept ids: detections never match, and objects never
 suppress, across concepts (HF `Sam3VideoModel` prompt groups; the official loop has one concept).

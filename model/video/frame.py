@@ -1,4 +1,4 @@
-"""One frame of the online loop (reference sam3-official.md §1c), as a function over explicit state.
+"""One frame of the online loop (docs/video.md, "Per frame"), as a function over explicit state.
 
 `run_frame` is called by `VideoTracker` with the frame's backbone features. Its sections follow
 the official order: detect -> propagate -> associate -> hot-start / spawn / re-condition ->

@@ -1,4 +1,4 @@
-"""Pure mask clean-up rules of the online video loop (reference sam3-official.md §1c steps 2, 6, 7, 9).
+"""Pure mask clean-up rules of the online video loop (docs/video.md, "Per frame").
 
 All functions take mask logits or binary masks on one grid and return new tensors; `groups`
 (N,) are concept ids: objects of different concepts never compete for pixels or suppress each

@@ -1,6 +1,6 @@
 """VideoTracker: one stream's online tracking loop, frame in -> results for that frame out.
 
-Per frame (reference sam3-official.md §1c, with the streaming changes listed in docs/video.md):
+Per frame (docs/video.md, "Per frame", with the streaming changes it lists):
 
     edits -> detect all concepts (one pass) -> propagate all objects (one batched call)
           -> associate by mask IoU -> spawn / hot-start / re-condition

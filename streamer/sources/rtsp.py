@@ -1,6 +1,6 @@
 """Live network streams (RTSP first; also rtsps, rtmp, srt, udp, http) through PyAV, made robust.
 
-What FFmpeg does on its own, and what this file adds (measured facts in reference/toolchain.md §2.5):
+What FFmpeg does on its own, and what this file adds (measured, docs/sources.md "How RTSP behaves"):
 
 * A server that dies just ends the demux iterator, without an exception: here that is a disconnect.
 * A server that stalls blocks a read forever unless a timeout is set: every read runs under PyAV's

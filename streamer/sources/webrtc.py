@@ -57,7 +57,7 @@ class VideoTrack(Protocol):
     async def recv(self) -> av.VideoFrame | av.AudioFrame | object: ...
 
 
-class Publisher(Protocol):
+class WhipPeer(Protocol):
     """One WHIP peer as the source sees it (streamer/webrtc/peers.Peer)."""
 
     @property
@@ -82,7 +82,7 @@ class WhipSource:
         self.info: SourceInfo | None = None
         self.on_gap: Callable[[float], None] | None = None
         self.on_status: Callable[[SourceState], None] | None = None
-        self._publisher: Publisher | None = None
+        self._publisher: WhipPeer | None = None
         self._attached = asyncio.Event()
         self._finished = False
         self._closed = False
@@ -97,13 +97,13 @@ class WhipSource:
         """True when `attach` would succeed: no live publisher and the stream has not ended."""
         return self._publisher is None and not self._ending
 
-    def attach(self, publisher: Publisher) -> None:
+    def attach(self, publisher: WhipPeer) -> None:
         if not self.accepting:
             raise PublisherBusy(f"stream {self.stream_id!r} already has a WHIP publisher")
         self._publisher = publisher
         self._attached.set()
 
-    def detach(self, publisher: Publisher) -> None:
+    def detach(self, publisher: WhipPeer) -> None:
         """The peer is gone; its track ends and the source waits for the next one."""
         if self._publisher is publisher:
             self._publisher = None
@@ -148,7 +148,7 @@ class WhipSource:
             self._status(SourceState.RECONNECTING)
             wait_s = self.config.reconnect_window_s
 
-    async def _next_publisher(self, wait_s: float) -> Publisher | None:
+    async def _next_publisher(self, wait_s: float) -> WhipPeer | None:
         """The attached publisher, waiting up to `wait_s` for one; None when the stream ends."""
         try:
             async with asyncio.timeout(wait_s):
@@ -163,7 +163,7 @@ class WhipSource:
     def _ending(self) -> bool:
         return self._finished or self._closed
 
-    async def _read(self, publisher: Publisher) -> AsyncIterator[Frame]:
+    async def _read(self, publisher: WhipPeer) -> AsyncIterator[Frame]:
         """Frames of one publisher until its track ends (hang-up, failure or DELETE)."""
         first = True
         stalled = False
@@ -206,7 +206,7 @@ class WhipSource:
             self._seq += 1
 
     def _resume(
-        self, publisher: Publisher, rgb: np.ndarray, now: float, *, reconnected: bool
+        self, publisher: WhipPeer, rgb: np.ndarray, now: float, *, reconnected: bool
     ) -> None:
         """First frame of a publisher, or after a stall: info, then the gap, then LIVE."""
         self.info = self._info(publisher, rgb)
@@ -216,7 +216,7 @@ class WhipSource:
             self.on_gap(now - self._last_frame_at)
         self._status(SourceState.LIVE)
 
-    def _info(self, publisher: Publisher, rgb: np.ndarray) -> SourceInfo:
+    def _info(self, publisher: WhipPeer, rgb: np.ndarray) -> SourceInfo:
         return SourceInfo(
             url=f"whip://{publisher.remote}/{self.stream_id}",
             width=int(rgb.shape[1]),

@@ -1,6 +1,6 @@
 """ICE settings every peer connection of the engine uses.
 
-Two things aiortc does by default that an engine must not (reference/toolchain.md §3.1):
+Two things aiortc does by default that an engine must not:
 
 * with `iceServers=None` it adds Google's public STUN server, so every session would send packets
   off the machine; the engine asks for what it is configured with (`NO_STUN` unless told), and

@@ -36,8 +36,9 @@ def test_official_size_gets_the_clip_vocab() -> None:
 
 
 def test_a_training_state_of_the_embedded_config_gets_the_world_vocab(tmp_path: Path) -> None:
-    """`python -m model.embedded.train` saves weights only ({"model": ..., "phase": ...}); the embedded
-    model's words must still be single tokens, not bytes."""
+    """`python -m model.embedded.train` saves weights only ({"model": ..., "phase": ...}); the
+    embedded model's words must still be single tokens, not bytes. The vocab comes from the
+    packaged weights' header (the runtime never imports the world), and it is the world's."""
     torch.manual_seed(0)
     model = build_sam3(CONFIGS["embedded"])
     state = tmp_path / "last.pt"
@@ -47,6 +48,7 @@ def test_a_training_state_of_the_embedded_config_gets_the_world_vocab(tmp_path: 
     assert loaded.tokenizer.vocab_size == expected.vocab_size <= CONFIGS["embedded"].text.vocab_size
     assert loaded.tokenizer.encode("purple square") == expected.encode("purple square")
     assert len(loaded.tokenizer.encode("purple square")) == 2
+    assert loaded.tokenizer.to_files() == expected.to_files()
 
 
 def test_native_round_trip(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from tests.fakes import eventually, running_api
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"
-CHROMIUM_FLAGS = [  # reference/toolchain.md §3.4: what makes WebRTC work headless on loopback
+CHROMIUM_FLAGS = [  # what makes WebRTC work headless on loopback (docs/webrtc.md)
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",

@@ -25,17 +25,16 @@ from model.types import Concept
 from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import LogWriter, read_log
-from streamer.cli import (
+from streamer.cli import _parser, _run
+from streamer.launch import (
     EXIT_FAILED,
     TOKEN_ENV,
     ModelChoice,
     UserError,
-    _model_choice,
-    _parser,
-    _run,
     api_config,
     engine_config,
     load_tracker_factory,
+    model_choice,
 )
 from streamer.demo import DEFAULT_DURATION_S, demo
 from tests.fakes import FakeTracker, eventually
@@ -267,7 +266,7 @@ async def poll(
 @slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_dtype_flag_reaches_the_model(dtype: str) -> None:
-    choice = _model_choice(
+    choice = model_choice(
         _parser().parse_args(["run", "x.mp4", "--model", "tiny", "--dtype", dtype])
     )
     assert choice == ModelChoice("tiny", None, "cpu", dtype)

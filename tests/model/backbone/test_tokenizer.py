@@ -16,7 +16,7 @@ def clip() -> Tokenizer:
 
 
 def test_official_ids(clip: Tokenizer) -> None:
-    """Reference ids from SAM 3's SimpleTokenizer (sam3-official.md §1a)."""
+    """Reference ids from SAM 3's SimpleTokenizer (Meta's `sam3` tokenizer, run once on these words)."""
     batch = clip(["a red car", "visual"])
     assert batch.ids.shape == (2, 32)
     assert batch.ids[0, :6].tolist() == [49406, 320, 736, 1615, 49407, 0]

@@ -17,15 +17,13 @@ from model.checkpoint.strict import load_state
 from model.config import CONFIGS
 from model.sam3 import Sam3
 
-KEYS_TSV = Path("/work/shared/reference/sam3-official-state-dict-keys.tsv")
-REPO_KEYS_TSV = Path(__file__).parents[1] / "data" / "sam3-official-state-dict-keys.tsv"
+KEYS_TSV = Path(__file__).parents[1] / "data" / "sam3-official-state-dict-keys.tsv"
 
 
 def official_keys() -> dict[str, tuple[tuple[int, ...], str]]:
     """key -> (shape, dtype) of the 1465 tensors in `sam3.pt` (research TSV, copied into the repo)."""
-    path = REPO_KEYS_TSV if REPO_KEYS_TSV.exists() else KEYS_TSV
     out = {}
-    for line in path.read_text().splitlines():
+    for line in KEYS_TSV.read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         key, shape, dtype = line.split("\t")
