@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.nn.layers import Factory
+
 
 class FpnLevel(nn.Module):
     """One SimpleFPN level: (B, C_in, H, W) -> (B, d_model, H * scale, W * scale)."""
@@ -24,7 +26,7 @@ class FpnLevel(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.scale = scale
         if scale == 4.0:
             self.dconv_2x2_0 = nn.ConvTranspose2d(in_dim, in_dim // 2, 2, stride=2, **factory)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import TextConfig
-from model.nn.layers import PackedMultiheadAttention
+from model.nn.layers import Factory, PackedMultiheadAttention
 
 
 class TextMlp(nn.Module):
@@ -32,7 +32,7 @@ class ResidualAttentionBlock(nn.Module):
         self, config: TextConfig, *, device: torch.device | None, dtype: torch.dtype | None
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.ln_1 = nn.LayerNorm(config.width, eps=config.layer_norm_eps, **factory)
         self.attn = PackedMultiheadAttention(config.width, config.num_heads, **factory)
         self.ln_2 = nn.LayerNorm(config.width, eps=config.layer_norm_eps, **factory)
@@ -66,7 +66,7 @@ class TextTransformer(nn.Module):
         self, config: TextConfig, *, device: torch.device | None, dtype: torch.dtype | None
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.context_length = config.context_length
         self.token_embedding = nn.Embedding(config.vocab_size, config.width, **factory)
         self.positional_embedding = nn.Parameter(

@@ -17,6 +17,7 @@ from model.backbone.neck import build_fpn, run_fpn
 from model.backbone.text import TextEncoder
 from model.backbone.vit import ViT
 from model.config import NeckConfig, TextConfig, VitConfig
+from model.nn.layers import Factory
 from model.nn.position import sine_position_grid
 
 
@@ -68,7 +69,7 @@ class VisionBackbone(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.num_levels = neck.num_levels
         self.trunk = ViT(vit, **factory)
         self.convs = build_fpn(vit.width, neck.d_model, neck.scale_factors, **factory)

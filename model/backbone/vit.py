@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import VitConfig
-from model.nn.layers import attention, merge_heads
+from model.nn.layers import Factory, attention, merge_heads
 from model.nn.rope import apply_rotary, axial_rope_freqs
 
 # --- pure helpers -------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class Block(nn.Module):
         dtype: torch.dtype | None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.window_size = window_size
         self.norm1 = nn.LayerNorm(config.width, eps=config.layer_norm_eps, **factory)
         grid = window_size if window_size > 0 else config.grid_size
@@ -184,7 +184,7 @@ class ViT(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.config = config
         self.patch_embed = PatchEmbed(config, **factory)
         pretrain_grid = config.pretrain_image_size // config.patch_size

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.nn.box_ops import cxcywh_to_xyxy, inverse_sigmoid
-from model.nn.layers import MLP, PackedMultiheadAttention
+from model.nn.layers import MLP, Factory, PackedMultiheadAttention
 from model.nn.position import sine_encode_xy
 
 
@@ -49,7 +49,7 @@ class DecoderLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.self_attn = PackedMultiheadAttention(dim, num_heads, **factory)
         self.norm2 = nn.LayerNorm(dim, eps=eps, **factory)
         self.ca_text = PackedMultiheadAttention(dim, num_heads, **factory)
@@ -99,7 +99,7 @@ class DetrDecoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             DecoderLayer(dim, num_heads, ffn_dim, eps=eps, **factory) for _ in range(num_layers)
         )

@@ -27,6 +27,7 @@ from model.detector.fusion import FusionEncoder
 from model.detector.geometry import GeometryEncoder, GeometryPrompt
 from model.detector.heads import DotProductScoring, SegmentationHead
 from model.nn.box_ops import cxcywh_to_xyxy
+from model.nn.layers import Factory
 
 
 class PromptFeatures(NamedTuple):
@@ -108,7 +109,7 @@ class Detector(nn.Module):
             raise ValueError(
                 f"detector d_model {det.d_model} != neck d_model {config.neck.d_model}"
             )
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         eps = det.layer_norm_eps
         self.config = config
         self.backbone = Sam3Backbone(config.vit, config.neck, config.text, **factory)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import PackedMultiheadAttention
+from model.nn.layers import Factory, PackedMultiheadAttention
 
 
 class EncoderLayer(nn.Module):
@@ -33,7 +33,7 @@ class EncoderLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.self_attn = PackedMultiheadAttention(dim, num_heads, **factory)
         self.cross_attn_image = PackedMultiheadAttention(dim, num_heads, **factory)
         self.linear1 = nn.Linear(dim, ffn_dim, **factory)

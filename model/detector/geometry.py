@@ -18,6 +18,7 @@ from torch import nn
 
 from model.detector.fusion import EncoderLayer, select_rows
 from model.nn.box_ops import cxcywh_to_xyxy
+from model.nn.layers import Factory
 from model.nn.position import sine_encode_boxes, sine_encode_xy
 
 
@@ -92,7 +93,7 @@ class GeometryEncoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.roi_size = roi_size
         self.label_embed = nn.Embedding(2, dim, **factory)  # 0 negative, 1 positive
         self.cls_embed = nn.Embedding(1, dim, **factory)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.detector.fusion import select_rows
-from model.nn.layers import MLP, PackedMultiheadAttention
+from model.nn.layers import MLP, Factory, PackedMultiheadAttention
 
 
 class DotProductScoring(nn.Module):
@@ -37,7 +37,7 @@ class DotProductScoring(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.prompt_mlp = MLP(dim, ffn_dim, dim, 2, residual=True, out_norm=True, **factory)
         self.prompt_proj = nn.Linear(dim, dim, **factory)
         self.hs_proj = nn.Linear(dim, dim, **factory)
@@ -72,7 +72,7 @@ class PixelDecoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.conv_layers = nn.ModuleList(
             nn.Conv2d(dim, dim, 3, padding=1, **factory) for _ in range(num_stages)
         )
@@ -138,7 +138,7 @@ class SegmentationHead(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.pixel_decoder = PixelDecoder(dim, upsampling_stages, **factory)
         self.mask_predictor = MaskPredictor(dim, **factory)
         self.instance_seg_head = nn.Conv2d(dim, dim, 1, **factory)

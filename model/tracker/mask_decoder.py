@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import MLP, LayerNorm2d
+from model.nn.layers import MLP, Factory, LayerNorm2d
 from model.tracker.two_way_transformer import TwoWayTransformer
 
 
@@ -45,7 +45,7 @@ class MaskDecoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         dim = transformer_dim
         self.num_mask_tokens = num_multimask_outputs + 1
         self.transformer = transformer

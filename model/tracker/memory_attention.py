@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import attention, merge_heads, split_heads
+from model.nn.layers import Factory, attention, merge_heads, split_heads
 from model.nn.position import sine_position_grid
 from model.nn.rope import apply_rotary, axial_rope_freqs
 from model.tracker.memory_bank import MemoryBatch
@@ -93,7 +93,7 @@ class RoPEAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.num_heads = num_heads
         self.head_dim = embedding_dim // num_heads
         self.q_proj = nn.Linear(embedding_dim, embedding_dim, **factory)
@@ -144,7 +144,7 @@ class MemoryAttentionLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.self_attn = RoPEAttention(
             embedding_dim=d_model, num_heads=num_heads, kv_in_dim=d_model, **factory
         )
@@ -197,7 +197,7 @@ class MemoryAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             MemoryAttentionLayer(
                 d_model=d_model, num_heads=num_heads, mem_dim=mem_dim, mlp_dim=mlp_dim, **factory

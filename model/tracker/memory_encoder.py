@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import LayerNorm2d
+from model.nn.layers import Factory, LayerNorm2d
 
 
 class MaskDownSampler(nn.Module):
@@ -35,7 +35,7 @@ class MaskDownSampler(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         num_layers = round(math.log(total_stride, stride))
         if stride**num_layers != total_stride:
             raise ValueError(f"total_stride {total_stride} is not a power of stride {stride}")
@@ -77,7 +77,7 @@ class CXBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.dwconv = nn.Conv2d(
             dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, **factory
         )
@@ -120,7 +120,7 @@ class MemoryEncoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.total_stride = downsampler_total_stride
         self.mask_downsampler = MaskDownSampler(
             embed_dim=d_model,

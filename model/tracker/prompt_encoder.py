@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import LayerNorm2d
+from model.nn.layers import Factory, LayerNorm2d
 
 NOT_A_POINT = -1
 
@@ -55,7 +55,7 @@ class PromptEncoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.embed_dim = embed_dim
         self.grid_size = grid_size
         self.image_size = image_size

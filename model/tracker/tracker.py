@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from model.config import TrackerConfig
-from model.nn.layers import MLP
+from model.nn.layers import MLP, Factory
 from model.nn.position import sine_position_grid
 from model.tracker.mask_decoder import (
     DecoderOutput,
@@ -54,7 +54,7 @@ class Tracker(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         c = config
         if c.d_model % c.mem_dim:
             raise ValueError(f"d_model {c.d_model} must be a multiple of mem_dim {c.mem_dim}")

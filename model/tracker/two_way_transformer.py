@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import attention, merge_heads, split_heads
+from model.nn.layers import Factory, attention, merge_heads, split_heads
 
 
 class Attention(nn.Module):
@@ -27,7 +27,7 @@ class Attention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         internal_dim = embedding_dim // downsample_rate
         if internal_dim % num_heads:
             raise ValueError(
@@ -81,7 +81,7 @@ class TwoWayAttentionBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         rate = attention_downsample_rate
         self.self_attn = Attention(embedding_dim, num_heads, **factory)
         self.norm1 = nn.LayerNorm(embedding_dim, **factory)
@@ -140,7 +140,7 @@ class TwoWayTransformer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
+        factory = Factory(device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             TwoWayAttentionBlock(
                 embedding_dim=embedding_dim,
