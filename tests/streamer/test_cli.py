@@ -26,6 +26,7 @@ from protocols import events as ev
 from protocols.codec import decode
 from protocols.log import LogWriter, read_log
 from streamer.cli import _parser, _run
+from streamer.demo import DEFAULT_DURATION_S, demo
 from streamer.launch import (
     EXIT_FAILED,
     TOKEN_ENV,
@@ -36,7 +37,6 @@ from streamer.launch import (
     load_tracker_factory,
     model_choice,
 )
-from streamer.demo import DEFAULT_DURATION_S, demo
 from tests.fakes import FakeTracker, eventually
 from tests.streamer.conftest import Clips, free_port
 from tests.streamer.webrtc_peers import view
