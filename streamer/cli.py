@@ -18,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.types import Concept
 from streamer.blur import RedactConfig, RedactStyle
 from streamer.demo import demo
 from streamer.engine import Engine, StreamSpec
@@ -33,6 +32,7 @@ from streamer.launch import (
     load_tracker_factory,
     maybe_serve,
     model_choice,
+    prompt_concept,
     serve_api,
     stop_on_signals,
     until_done_or_signal,
@@ -125,6 +125,8 @@ def _report(engine: Engine) -> int:
 
 def _spec(args: argparse.Namespace, index: int, source: str) -> StreamSpec:
     redaction = None
+    for text in args.redact or ():
+        prompt_concept(text, "--redact")
     if args.redact:
         outputs = tuple(_per_stream(out, index, len(args.sources)) for out in args.out)
         redaction = RedactionSpec(
@@ -134,7 +136,7 @@ def _spec(args: argparse.Namespace, index: int, source: str) -> StreamSpec:
     elif args.out:
         raise UserError("--out writes the redacted video: say what to redact with --redact CONCEPT")
     return StreamSpec(
-        source=source, stream_id=f"s{index + 1}", concepts=tuple(Concept(text) for text in args.prompt),
+        source=source, stream_id=f"s{index + 1}", concepts=tuple(prompt_concept(text) for text in args.prompt),
         realtime=args.realtime, loop=args.loop, redaction=redaction, max_attempts=args.max_reconnects,
     )  # fmt: skip
 

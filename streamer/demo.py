@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.types import Concept, FrameTrack, ObjectState
+from model.types import FrameTrack, ObjectState
 from streamer.blur import RedactConfig
 from streamer.engine import Engine, EngineConfig, StreamSpec
 from streamer.inference import StreamTracker
@@ -33,6 +33,7 @@ from streamer.launch import (
     api_config,
     maybe_serve,
     model_choice,
+    prompt_concept,
     stop_on_signals,
     until_done_or_signal,
 )
@@ -119,8 +120,9 @@ async def demo(
         await asyncio.to_thread(log.unlink, missing_ok=True)
     except OSError as error:
         raise UserError(f"cannot prepare {out_dir}: {error.strerror}") from None
-    factory, described = load_tracker_factory(model_choice(args))
     prompts = tuple(args.prompt or DEFAULT_PROMPTS)
+    concepts = tuple(prompt_concept(p) for p in prompts)  # checked before the model loads
+    factory, described = load_tracker_factory(model_choice(args))
     still, png = out_dir / "frame.png", out_dir / "overlay.png"
     how_long = f"{duration:g} s" if duration is not None else "until Ctrl-C"
     print(
@@ -130,7 +132,7 @@ async def demo(
     # is generous because a loaded CPU can take seconds for a frame.
     redaction = RedactionSpec(concepts=prompts, outputs=(str(video),), draw=RedactConfig(),
                               on_missing=OnMissing.DROP, budget_s=5.0)  # fmt: skip
-    spec = StreamSpec(args.source, stream_id="demo", concepts=tuple(Concept(p) for p in prompts),
+    spec = StreamSpec(args.source, stream_id="demo", concepts=concepts,
                       realtime=True, redaction=redaction)  # fmt: skip
     snapshot = SnapshotSink()
     started = time.monotonic()

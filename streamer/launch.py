@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from model.types import Concept
 from protocols.credentials import redact_url
 from streamer.api import ApiConfig, create_app
 from streamer.engine import Engine, EngineConfig
@@ -34,6 +35,13 @@ TrackerLoader = Callable[["ModelChoice"], tuple[Callable[[], StreamTracker], str
 
 class UserError(Exception):
     """Something the user can fix; printed as one line."""
+
+
+def prompt_concept(text: str, flag: str = "--prompt") -> Concept:
+    """A text concept from the command line; a blank one is refused before any model loads."""
+    if not text.strip():
+        raise UserError(f"{flag} {text!r}: a prompt needs at least one word, e.g. {flag} person")
+    return Concept(text)
 
 
 @dataclass(frozen=True)

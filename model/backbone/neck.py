@@ -49,7 +49,8 @@ class FpnLevel(nn.Module):
             x = self.dconv_2x2(x)  # B x C/2 x 2H x 2W
         elif self.scale == 0.5:
             x = F.max_pool2d(x, kernel_size=2, stride=2)  # B x C x H/2 x W/2
-        return self.conv_3x3(self.conv_1x1(x))
+        out: torch.Tensor = self.conv_3x3(self.conv_1x1(x))
+        return out
 
 
 def build_fpn(

@@ -24,7 +24,8 @@ class TextMlp(nn.Module):
         self.c_proj = nn.Linear(hidden, width, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x)))
+        out: torch.Tensor = self.c_proj(F.gelu(self.c_fc(x)))
+        return out
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -41,7 +42,8 @@ class ResidualAttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
         h = self.ln_1(x)
         x = x + self.attn(h, h, h, attn_mask=causal_mask)
-        return x + self.mlp(self.ln_2(x))
+        mlp_out: torch.Tensor = self.mlp(self.ln_2(x))
+        return x + mlp_out
 
 
 class Transformer(nn.Module):
@@ -90,7 +92,8 @@ class TextTransformer(nn.Module):
             1
         )  # L x L, True above diag
         x = self.transformer(x, blocked)
-        return self.ln_final(x)
+        out: torch.Tensor = self.ln_final(x)
+        return out
 
 
 class TextEncoder(nn.Module):
@@ -109,4 +112,5 @@ class TextEncoder(nn.Module):
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         """token_ids (B, L) int64 -> (B, L, out_dim) features for every position (padding included)."""
-        return self.resizer(self.encoder(token_ids))
+        features: torch.Tensor = self.resizer(self.encoder(token_ids))
+        return features

@@ -117,7 +117,8 @@ class Sam3Backbone(nn.Module):
     def forward_image(
         self, images: torch.Tensor, *, detector: bool = True, tracker: bool = True
     ) -> VisionFeatures:
-        return self.vision_backbone(images, detector=detector, tracker=tracker)
+        features: VisionFeatures = self.vision_backbone(images, detector=detector, tracker=tracker)
+        return features
 
     def forward_text(
         self, token_ids: torch.Tensor, padding_mask: torch.Tensor | None = None

@@ -6,6 +6,8 @@ Attribute names follow the official checkpoint: `patch_embed.proj`, `pos_embed`,
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,7 +71,8 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(images).permute(0, 2, 3, 1)  # B x C x H x W -> B x H x W x C
+        patches: torch.Tensor = self.proj(images)  # B x C x H x W
+        return patches.permute(0, 2, 3, 1)  # B x C x H x W -> B x H x W x C
 
 
 class RopeAttention(nn.Module):
@@ -78,6 +81,8 @@ class RopeAttention(nn.Module):
     `freqs_cis` is a persistent complex64 buffer for the grid this block sees at the configured
     image size (a window, or the whole map for global blocks); other grids get angles on the fly.
     """
+
+    freqs_cis: torch.Tensor  # registered buffer
 
     def __init__(
         self,
@@ -124,7 +129,8 @@ class RopeAttention(nn.Module):
             freqs = self.compute_freqs(height, device=x.device)  # non-default input size
         q, k = apply_rotary(q, freqs), apply_rotary(k, freqs)
         out = attention(q, k, v, fast=self.fast)  # B x heads x L x D
-        return self.proj(merge_heads(out).view(batch, height, width, channels))
+        projected: torch.Tensor = self.proj(merge_heads(out).view(batch, height, width, channels))
+        return projected
 
 
 class FeedForward(nn.Module):
@@ -136,7 +142,8 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(hidden, width, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        out: torch.Tensor = self.fc2(F.gelu(self.fc1(x)))
+        return out
 
 
 class Block(nn.Module):
@@ -170,7 +177,8 @@ class Block(nn.Module):
         else:
             x = self.attn(x)
         x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        mlp_out: torch.Tensor = self.mlp(self.norm2(x))
+        return x + mlp_out
 
 
 class ViT(nn.Module):
@@ -207,7 +215,7 @@ class ViT(nn.Module):
             raise ValueError(
                 f"expected images (B, 3, H, W) with H, W multiples of {p}, got {tuple(images.shape)}"
             )
-        x = self.patch_embed(images.to(self.pos_embed.dtype))  # B x H x W x C
+        x: torch.Tensor = self.patch_embed(images.to(self.pos_embed.dtype))  # B x H x W x C
         x = x + tile_position_embedding(self.pos_embed, x.shape[1], x.shape[2])
         x = self.ln_pre(x)
         for block in self.blocks:
@@ -217,5 +225,5 @@ class ViT(nn.Module):
     def recompute_rope(self) -> None:
         """Refill every block's `freqs_cis` from the config (after a meta-device build)."""
         for block in self.blocks:
-            attn = block.attn
+            attn = cast(Block, block).attn
             attn.freqs_cis = attn.compute_freqs(attn.grid, device=self.pos_embed.device)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -63,7 +64,7 @@ def config_from_dict(data: Mapping[str, object], cls: type = Sam3Config) -> Sam3
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             value = config_from_dict(value, type(default))
         kwargs[f.name] = _tuples(value)
-    return cls(**kwargs)
+    return cast(Sam3Config, cls(**kwargs))  # nested calls return their field's config class
 
 
 def _tuples(value: object) -> object:

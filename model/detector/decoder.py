@@ -12,7 +12,7 @@ token gives an image-level "is the concept here" logit. At inference there are e
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,8 @@ class DecoderLayer(nn.Module):
             x + self.ca_text(x + query_pos, prompt, prompt, key_padding_mask=prompt_padding)
         )
         x = self.norm1(x + self.cross_attn(x + query_pos, memory_keys, memory, attn_mask=box_bias))
-        return self.norm3(x + self.linear2(F.relu(self.linear1(x))))
+        out: torch.Tensor = self.norm3(x + self.linear2(F.relu(self.linear1(x))))
+        return out
 
 
 class DetrDecoder(nn.Module):
@@ -113,8 +114,9 @@ class DetrDecoder(nn.Module):
         self.presence_token_head = MLP(dim, dim, 1, 3, **factory)
         self.presence_token_out_norm = nn.LayerNorm(dim, eps=eps, **factory)
         self.ref_point_head = MLP(2 * dim, dim, dim, 2, **factory)
-        nn.init.zeros_(self.bbox_embed.layers[-1].weight)  # refinement starts as the identity
-        nn.init.zeros_(self.bbox_embed.layers[-1].bias)
+        last = cast(nn.Linear, self.bbox_embed.layers[-1])
+        nn.init.zeros_(last.weight)  # refinement starts as the identity
+        nn.init.zeros_(last.bias)
 
     def forward(
         self,
@@ -164,8 +166,12 @@ class DetrDecoder(nn.Module):
         cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype) / width
         delta_y = rows[None, None, :, None] - xyxy[:, :, None, 1::2]  # P x Q x H x 2 (to y0, y1)
         delta_x = cols[None, None, :, None] - xyxy[:, :, None, 0::2]  # P x Q x W x 2 (to x0, x1)
-        bias_y = self.boxRPB_embed_y(_log_scale(delta_y)).permute(0, 3, 1, 2)  # P x heads x Q x H
-        bias_x = self.boxRPB_embed_x(_log_scale(delta_x)).permute(0, 3, 1, 2)  # P x heads x Q x W
+        bias_y: torch.Tensor = self.boxRPB_embed_y(_log_scale(delta_y)).permute(
+            0, 3, 1, 2
+        )  # P x heads x Q x H
+        bias_x: torch.Tensor = self.boxRPB_embed_x(_log_scale(delta_x)).permute(
+            0, 3, 1, 2
+        )  # P x heads x Q x W
         num_prompts, heads, num_queries, _ = bias_y.shape
         if torch.is_grad_enabled() and (bias_y.requires_grad or bias_x.requires_grad):
             # training: `out=` writes are not differentiable, so build it out of place

@@ -8,6 +8,8 @@ attend to the image), is the geometry encoder's layer (model/detector/geometry.p
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,7 +50,8 @@ class EncoderLayer(nn.Module):
         """x + SelfAttn(norm1(x)); `pos` (broadcastable to x) is added to queries and keys only."""
         h = self.norm1(x)
         qk = h if pos is None else h + pos
-        return x + self.self_attn(qk, qk, h, key_padding_mask=padding_mask)
+        attended: torch.Tensor = self.self_attn(qk, qk, h, key_padding_mask=padding_mask)
+        return x + attended
 
     def cross_block(
         self,
@@ -60,7 +63,8 @@ class EncoderLayer(nn.Module):
         """x + CrossAttn(norm2(x) -> memory), then the FFN block; see `forward` for the arguments."""
         h = self.norm2(x)
         x = x + self.cross_attn_image(h, memory_keys, memory, key_padding_mask=memory_padding_mask)
-        return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
+        ffn_out: torch.Tensor = self.linear2(F.relu(self.linear1(self.norm3(x))))
+        return x + ffn_out
 
     def forward(
         self,
@@ -119,7 +123,7 @@ class FusionEncoder(nn.Module):
         The first self-attention sees no prompt yet, so it runs once per image and is shared by
         every prompt of that image.
         """
-        first, rest = self.layers[0], self.layers[1:]
+        first, rest = cast(EncoderLayer, self.layers[0]), self.layers[1:]
         x = first.self_block(image, image_pos, None)  # B x HW x C
         x = select_rows(x, image_index, prompt.shape[0])  # P x HW x C
         x = first.cross_block(x, prompt, prompt, prompt_padding)

@@ -173,7 +173,10 @@ class GeometryEncoder(nn.Module):
             boxes.dtype
         )  # PN x (C + 2)
         position = self.boxes_pos_enc_project(sine.view(num_prompts, num_boxes, -1))
-        return direct + pooled + position + self.label_embed(prompt.box_labels.long())
+        encoded: torch.Tensor = (
+            direct + pooled + position + self.label_embed(prompt.box_labels.long())
+        )
+        return encoded
 
     def _encode_points(
         self, prompt: GeometryPrompt, pooled_map: torch.Tensor, image_index: torch.Tensor | None
@@ -192,7 +195,10 @@ class GeometryEncoder(nn.Module):
         pos_x, pos_y = sine_encode_xy(x, y, pooled_map.shape[1] // 2)  # PM x C/2 each
         sine = torch.cat((pos_x, pos_y), dim=-1).to(points.dtype)  # x first for points (official)
         position = self.points_pos_enc_project(sine.view(num_prompts, num_points, -1))
-        return direct + pooled + position + self.label_embed(prompt.point_labels.long())
+        encoded: torch.Tensor = (
+            direct + pooled + position + self.label_embed(prompt.point_labels.long())
+        )
+        return encoded
 
 
 def _prompt_rows(

@@ -53,7 +53,9 @@ class DotProductScoring(nn.Module):
         valid = (~prompt_padding).to(tokens.dtype)[..., None]  # P x L x 1
         pooled = (tokens * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)  # P x C
         prompt_vec = self.prompt_proj(pooled)  # P x C
-        logits = (self.hs_proj(queries) @ prompt_vec[..., None]).squeeze(-1)  # ... x P x Q
+        logits: torch.Tensor = (self.hs_proj(queries) @ prompt_vec[..., None]).squeeze(
+            -1
+        )  # ... x P x Q
         return (logits * self.scale).clamp(min=-self.clamp, max=self.clamp)
 
 
@@ -113,7 +115,7 @@ class MaskPredictor(nn.Module):
         projecting the Q query embeddings instead of the H x W pixels skips a C x C x HW conv
         (11 GFLOP per prompt at 288 x 288) and gives the same logits up to rounding.
         """
-        embed = self.mask_embed(queries)  # P x Q x C
+        embed: torch.Tensor = self.mask_embed(queries)  # P x Q x C
         weight = projection.weight.flatten(1)  # C_out x C_in
         num_prompts, channels, height, width = pixels.shape
         masks = (embed @ weight) @ pixels.reshape(

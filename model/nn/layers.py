@@ -116,7 +116,8 @@ class PackedMultiheadAttention(nn.Module):
         v = split_heads(F.linear(value, w_v, b_v), self.num_heads)
         mask = _combine_masks(attn_mask, key_padding_mask, q.dtype)
         out = attention(q, k, v, mask=mask, fast=self.fast)  # B x H x Lq x D
-        return self.out_proj(merge_heads(out))
+        projected: torch.Tensor = self.out_proj(merge_heads(out))
+        return projected
 
 
 def _combine_masks(

@@ -129,7 +129,8 @@ class RoPEAttention(nn.Module):
         mask = None
         if key_padding_mask is not None:
             mask = key_padding_mask[:, None, None, :]  # B x 1 x 1 x Lk, True = blocked
-        return self.out_proj(merge_heads(attention(q, k, v, mask=mask)))  # B x HW x C
+        out: torch.Tensor = self.out_proj(merge_heads(attention(q, k, v, mask=mask)))  # B x HW x C
+        return out
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -179,7 +180,8 @@ class MemoryAttentionLayer(nn.Module):
             key_padding_mask=memory_padding,
         )
         y = self.norm3(x)
-        return x + self.linear2(F.relu(self.linear1(y)))
+        mlp_out: torch.Tensor = self.linear2(F.relu(self.linear1(y)))
+        return x + mlp_out
 
 
 class MemoryAttention(nn.Module):
@@ -239,5 +241,5 @@ class MemoryAttention(nn.Module):
                 num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
                 memory_padding=memory.padding,
             )
-        x = self.norm(x)
-        return x.transpose(1, 2).reshape(batch, channels, h, w)  # B x C x h x w
+        normed: torch.Tensor = self.norm(x)
+        return normed.transpose(1, 2).reshape(batch, channels, h, w)  # B x C x h x w

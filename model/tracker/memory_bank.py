@@ -174,7 +174,8 @@ class MemoryBank:
             window = max(self.caps.max_object_pointers - 1, self.caps.num_recent)
             return [usable(by_frame.get(frame_index - k)) for k in range(window, 0, -1)]
 
-        picks: list[MemoryEntry | None] = list(self._recent)[-(self.caps.max_object_pointers - 1) :]
+        recent: list[MemoryEntry | None] = list(self._recent)
+        picks = recent[-(self.caps.max_object_pointers - 1) :]
         previous = (
             self._latest
             if self._latest is not None and self._latest.frame_index == frame_index - 1

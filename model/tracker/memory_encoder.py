@@ -60,7 +60,8 @@ class MaskDownSampler(nn.Module):
         self.encoder = nn.Sequential(*layers)
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
-        return self.encoder(masks)  # B x 1 x 16g x 16g -> B x C x g x g
+        out: torch.Tensor = self.encoder(masks)  # B x 1 x 16g x 16g -> B x C x g x g
+        return out
 
 
 class CXBlock(nn.Module):
@@ -87,7 +88,7 @@ class CXBlock(nn.Module):
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init, **factory))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)  # B x H x W x C
+        y: torch.Tensor = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)  # B x H x W x C
         y = self.gamma * self.pwconv2(F.gelu(self.pwconv1(y)))
         return x + y.permute(0, 3, 1, 2)  # B x C x H x W
 
@@ -153,4 +154,5 @@ class MemoryEncoder(nn.Module):
                 f"{tuple(features.shape)}"
             )
         x = self.pix_feat_proj(features) + self.mask_downsampler(masks.to(features.dtype))
-        return self.out_proj(self.fuser(x))
+        memory: torch.Tensor = self.out_proj(self.fuser(x))
+        return memory

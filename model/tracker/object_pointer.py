@@ -38,4 +38,5 @@ def pointer_positions(
     `obj_ptr_tpos_proj`) in its own dtype."""
     dtype = tpos_proj.weight.dtype
     scaled = distances.to(working_dtype(dtype)) / max(max_pointers - 1, 1)
-    return tpos_proj(sine_1d(scaled, tpos_proj.in_features).to(dtype))  # N x P x mem_dim
+    positions: torch.Tensor = tpos_proj(sine_1d(scaled, tpos_proj.in_features).to(dtype))
+    return positions  # N x P x mem_dim

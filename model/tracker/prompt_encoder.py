@@ -8,6 +8,7 @@ feeds it. Labels: 1 positive click, 0 negative click, 2 / 3 box corners, -1 "not
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,8 @@ NOT_A_POINT = -1
 
 class PositionEmbeddingRandom(nn.Module):
     """Random Fourier features of normalised (x, y) coordinates: (..., 2) in [0, 1] -> (..., 2F)."""
+
+    positional_encoding_gaussian_matrix: torch.Tensor  # registered buffer
 
     def __init__(
         self,
@@ -83,7 +86,8 @@ class PromptEncoder(nn.Module):
         weight = self.pe_layer.positional_encoding_gaussian_matrix
         centres = (torch.arange(g, device=weight.device, dtype=weight.dtype) + 0.5) / g
         xy = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1)  # g x g x 2
-        return self.pe_layer(xy).permute(2, 0, 1).unsqueeze(0)  # 1 x C x g x g
+        pe: torch.Tensor = self.pe_layer(xy)  # g x g x C
+        return pe.permute(2, 0, 1).unsqueeze(0)  # 1 x C x g x g
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """coords (B, P, 2) xy pixels, labels (B, P) int -> tokens (B, P + 1, C).
@@ -100,7 +104,8 @@ class PromptEncoder(nn.Module):
         not_a_point = (labels == NOT_A_POINT).unsqueeze(-1)
         tokens = torch.where(not_a_point, self.not_a_point_embed.weight.to(tokens.dtype), tokens)
         for label, embedding in enumerate(self.point_embeddings):
-            tokens = tokens + (labels == label).unsqueeze(-1) * embedding.weight.to(tokens.dtype)
+            weight = cast(nn.Embedding, embedding).weight
+            tokens = tokens + (labels == label).unsqueeze(-1) * weight.to(tokens.dtype)
         return tokens
 
     def embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
@@ -113,7 +118,8 @@ class PromptEncoder(nn.Module):
             masks = F.interpolate(
                 masks.float(), size=size, mode="bilinear", align_corners=False, antialias=True
             )
-        return self.mask_downscaling(masks.to(self.no_mask_embed.weight.dtype))
+        dense: torch.Tensor = self.mask_downscaling(masks.to(self.no_mask_embed.weight.dtype))
+        return dense
 
     def no_mask_dense(self, batch: int) -> torch.Tensor:
         """Dense embedding for objects without a mask prompt: (B, C, g, g), a broadcast view."""

@@ -278,7 +278,7 @@ class Tracker(nn.Module):
         scaled = (
             probs * self.config.sigmoid_scale_for_mem_enc + self.config.sigmoid_bias_for_mem_enc
         )
-        memory = self.maskmem_backbone(feats.pix, scaled)  # N x mem_dim x g x g
+        memory: torch.Tensor = self.maskmem_backbone(feats.pix, scaled)  # N x mem_dim x g x g
         absent = (object_score_logits <= 0).to(memory.dtype)[:, :, None, None]  # N x 1 x 1 x 1
         return memory + absent * self.no_obj_embed_spatial[:, :, None, None]
 

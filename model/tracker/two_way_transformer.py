@@ -44,7 +44,8 @@ class Attention(nn.Module):
         q = split_heads(self.q_proj(q), self.num_heads)  # B x H x Lq x D
         k = split_heads(self.k_proj(k), self.num_heads)  # B x H x Lk x D
         v = split_heads(self.v_proj(v), self.num_heads)
-        return self.out_proj(merge_heads(attention(q, k, v)))  # B x Lq x C
+        out: torch.Tensor = self.out_proj(merge_heads(attention(q, k, v)))  # B x Lq x C
+        return out
 
 
 class MLPBlock(nn.Module):
@@ -63,7 +64,8 @@ class MLPBlock(nn.Module):
         self.lin2 = nn.Linear(mlp_dim, embedding_dim, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(F.relu(self.lin1(x)))
+        out: torch.Tensor = self.lin2(F.relu(self.lin1(x)))
+        return out
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -81,7 +81,8 @@ def run_frame(
     features: object,
     pts: int | None,
 ) -> FrameTrack:
-    t, timings = st.frame_index, {}
+    t = st.frame_index
+    timings: dict[str, float] = {}
     prompted_ids = sorted(st.prompts)
     propagated = [tr for oid, tr in sorted(st.tracks.items()) if oid not in st.prompts]
     prompts = [user_prompt(st.prompts[o], st.image_size, model.image_size) for o in prompted_ids]
@@ -147,7 +148,7 @@ def run_frame(
                 cfg, propagated, t, assoc, det_shapes, dets.groups, confident, new_dets
             )
             if order is not None:  # look-alikes that crossed traded memories: rows follow them
-                prop = TrackOutput(*(x if x is None else x[order] for x in prop))
+                prop = TrackOutput._make(x if x is None else x[order] for x in prop)
                 prop_logits, trk_bin = prop_logits[order], trk_bin[order]
                 assoc, new_dets = associated(trk_bin)
         if cfg.reanchor_after > 0:  # where a detection last confirmed each object

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from model.nn.box_ops import mask_iou
 from model.tracker.mask_decoder import upcast
-from model.video.association import mask_iou
 
 NEVER_OCCLUDED = -1
 ALWAYS_OCCLUDED = 1 << 40  # objects just removed by hot-start lose every overlap
@@ -134,7 +134,8 @@ def _component_areas(binary: np.ndarray) -> np.ndarray:
         return np.zeros(binary.shape, dtype=np.int64)
     areas = np.bincount(labels.ravel())
     areas[0] = 0
-    return areas[labels]
+    per_pixel: np.ndarray = areas[labels]
+    return per_pixel
 
 
 def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:

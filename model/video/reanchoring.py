@@ -14,6 +14,7 @@ look-alikes whose tracks traded objects as they crossed and trades their memorie
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 
@@ -106,7 +107,7 @@ def untangle(
         reach=farthest,
     )
     taken = {**matched, **lost}
-    anchors = {i: a for i in taken if (a := tracks[i].anchor) is not None}
+    anchors = {i: anchor for i in taken if (anchor := tracks[i].anchor) is not None}
     if len(anchors) < 2:
         return None
     rows = list(anchors)
@@ -231,7 +232,7 @@ def regain_after_gap(
     rows = [i for i, m in references.items() if m is not None and tracks[i].concept_id is not None]
     if not rows:
         return {}
-    masks = torch.stack([references[i] for i in rows])
-    groups = [tracks[i].concept_id for i in rows]
+    masks = torch.stack([cast(torch.Tensor, references[i]) for i in rows])  # rows hold masks
+    groups = [cast(int, tracks[i].concept_id) for i in rows]  # and concept ids
     pairs = reassociate(det_bin, det_groups, new_dets, masks, groups, min_iou)
     return {rows[j]: d for j, d in pairs.items()}

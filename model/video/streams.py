@@ -37,7 +37,8 @@ def side_by_side(
     if device.type != "cuda" or not overlap:
         return side(), main()
     current = torch.cuda.current_stream(device)
-    stream = torch.cuda.Stream(device=device)  # from PyTorch's stream pool: creating is cheap
+    # from PyTorch's stream pool: creating is cheap
+    stream = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]  # untyped in torch
     stream.wait_stream(current)
     with torch.cuda.stream(stream):
         side_out = side()  # queued on the side stream; the host moves on at once

@@ -45,7 +45,8 @@ def match_ious(iou: np.ndarray) -> np.ndarray:
     if iou.size == 0:
         return np.zeros(0)
     rows, cols = linear_sum_assignment(-iou)
-    return iou[rows, cols]
+    matched: np.ndarray = iou[rows, cols]
+    return matched
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -127,4 +128,5 @@ def count_clip(
     gt_ids = {int(i) for f in truth for i in f.ids.tolist()}
     c["gt_tracks"] = len(gt_ids)
     c["fragmented_tracks"] = sum(len(p) > 1 for p in pred_ids_of.values())
-    return VideoCounts(**{**c, "iou_sum": iou_sum})
+    fields: dict[str, Any] = {**c, "iou_sum": iou_sum}  # int counts and one float
+    return VideoCounts(**fields)

@@ -87,14 +87,15 @@ def detection_loss(
         total = total + layer_total + weights.mask_focal * focal + weights.mask_dice * dice
         total = total + weights.semantic * semantic
         terms = (score, l1, giou, focal, dice, presence, semantic)
-    score, l1, giou, focal, dice, presence, semantic = (float(t.detach()) for t in terms)
+    logged = (float(t.detach()) for t in terms)
+    score_v, l1_v, giou_v, focal_v, dice_v, presence_v, semantic_v = logged
     return LossTerms(
         total=total,
-        score=score,
-        box_l1=l1,
-        box_giou=giou,
-        mask_focal=focal,
-        mask_dice=dice,
-        presence=presence,
-        semantic=semantic,
+        score=score_v,
+        box_l1=l1_v,
+        box_giou=giou_v,
+        mask_focal=focal_v,
+        mask_dice=dice_v,
+        presence=presence_v,
+        semantic=semantic_v,
     )

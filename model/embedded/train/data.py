@@ -89,7 +89,7 @@ def detection_batch(
 
 
 @dataclass(frozen=True)
-class DetectionStream(torch.utils.data.Dataset):
+class DetectionStream(torch.utils.data.Dataset[DetectionBatch]):
     """The detection batches of a run, by step: item `s` holds images `first + s * batch` onward.
 
     A map-style dataset so that a `DataLoader` can build batches in worker processes (a GPU

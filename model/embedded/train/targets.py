@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -70,7 +71,7 @@ class TargetBatch:
 
     @property
     def mask_size(self) -> tuple[int, int]:
-        return tuple(self.masks.shape[-2:])
+        return cast(tuple[int, int], tuple(self.masks.shape[-2:]))
 
     def padded_boxes(self) -> torch.Tensor:
         """(P, G_max, 4): each pair's boxes, padded with a valid dummy box (G_max >= 1)."""

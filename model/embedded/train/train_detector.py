@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from model.backbone.tokenizer import TokenBatch
-from model.detector.detector import Detector, DetectorOutput
+from model.detector.detector import Detector, DetectorOutput, LayerPrediction
 from model.embedded.train.criterion import DetectionPredictions, detection_loss
 from model.embedded.train.data import DetectionBatch
 from model.embedded.train.losses import LossTerms, LossWeights
@@ -45,7 +45,8 @@ def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
 
 def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices and kernels only (not on norms, biases, embeddings)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
@@ -60,7 +61,7 @@ def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> t
 
 def predictions_from(out: DetectorOutput) -> DetectionPredictions:
     """Stack the aux layers and the final layer into the criterion's (L, P, ...) layout."""
-    layers = (*out.aux, out)
+    layers: tuple[LayerPrediction | DetectorOutput, ...] = (*out.aux, out)
     return DetectionPredictions(
         scores=torch.stack([layer.logits for layer in layers]).float(),  # L x P x Q
         boxes=torch.stack([layer.boxes for layer in layers]).float(),  # L x P x Q x 4
@@ -98,7 +99,7 @@ def detector_step(
     detector.train()
     terms = detector_loss(detector, batch, tokens, schedule)
     optimizer.zero_grad(set_to_none=True)
-    terms.total.backward()
+    terms.total.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is untyped in torch
     torch.nn.utils.clip_grad_norm_(detector.parameters(), schedule.grad_clip)
     optimizer.step()
     return terms

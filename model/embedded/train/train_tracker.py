@@ -220,7 +220,7 @@ def tracker_step(
     terms = [clip_loss(detector, tracker, clip, schedule) for clip in clips]
     total = torch.stack([t.total for t in terms]).mean()
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    total.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is untyped in torch
     torch.nn.utils.clip_grad_norm_(tracker_parameters(detector, tracker), schedule.grad_clip)
     optimizer.step()
     n = len(terms)
