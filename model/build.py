@@ -105,7 +105,9 @@ def _move(model: Sam3, device: torch.device | str | None, dtype: torch.dtype | N
     """
     model.to(device=device)
     if dtype is not None:
-        model._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
+        model._apply(  # type: ignore[no-untyped-call]  # untyped in torch
+            lambda t: t.to(dtype) if t.is_floating_point() else t
+        )
 
 
 def _resolve_config(name_or_config: str | Sam3Config | None, ckpt: Checkpoint | None) -> Sam3Config:
@@ -123,6 +125,7 @@ def _resolve_config(name_or_config: str | Sam3Config | None, ckpt: Checkpoint | 
     if stored is not None and replace(stored, name="", video=config.video) != replace(
         config, name=""
     ):
+        assert ckpt is not None  # `stored` came from it
         raise CheckpointError(
             f"{ckpt.path} was saved for config {stored.name!r}, whose architecture differs from "
             f"the requested {config.name!r}; pass name_or_config=None to use the stored one"

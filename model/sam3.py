@@ -7,6 +7,8 @@ tokenizer is plain Python state riding along, not part of the state dict.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -17,8 +19,13 @@ from model.config import Sam3Config
 from model.detector.detector import Detector
 from model.tracker.tracker import Tracker
 
+if TYPE_CHECKING:
+    from model.checkpoint.strict import LoadReport
+
 
 class Sam3(nn.Module):
+    load_report: LoadReport | None  # set by `build_sam3`
+
     def __init__(
         self,
         config: Sam3Config,

@@ -43,6 +43,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return _read_torch_file(path)
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of a library's error: torch appends paragraphs of advice to its own."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def _read_torch_file(path: Path) -> Checkpoint:
     try:
         try:
@@ -53,11 +58,12 @@ def _read_torch_file(path: Path) -> Checkpoint:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{path}: refusing to unpickle Python objects other than tensors (weights_only=True): {err}"
+            f"{path} is not a checkpoint of tensors: refusing to unpickle what it holds "
+            "(Python objects, or bytes that are no checkpoint at all; weights_only=True)"
         ) from err
     except Exception as err:  # torch.load fails in many ways on junk: all mean "not a checkpoint"
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {_first_line(err)}"
         ) from err
     tokenizer_files = None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):

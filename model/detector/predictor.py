@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class ImagePredictor:
         self, images: ImageLike | Sequence[ImageLike], concepts: Sequence[Concept]
     ) -> list[list[Detections]]:
         """Detect every concept in every image: result[i][k] is image i, concept k."""
-        batch = [images] if _is_single_image(images) else list(images)  # type: ignore[list-item]
+        batch: list[ImageLike] = [images] if _is_single_image(images) else list(images)
         if not batch or not concepts:
             return [[] for _ in batch]
         sizes = [_image_size(image) for image in batch]  # (H, W) per image
@@ -176,7 +177,7 @@ class ImagePredictor:
         )
 
 
-def _is_single_image(images: object) -> bool:
+def _is_single_image(images: object) -> TypeGuard[ImageLike]:
     return isinstance(images, np.ndarray | torch.Tensor) and images.ndim == 3
 
 

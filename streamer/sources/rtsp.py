@@ -78,6 +78,28 @@ class RtspConfig:
             raise ValueError(f"max_attempts must be >= 1 or None, got {self.max_attempts}")
 
 
+def network_url(url: str) -> str:
+    """`url` checked as a network stream's address, by its text alone (nothing is resolved or
+    connected to), with its scheme in lower case (FFmpeg knows 'rtsp', not 'RTSP'). Raises a
+    credential-free SourceError for a bad port, a missing host or an unknown scheme."""
+    safe = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        scheme, port = parts.scheme.lower(), parts.port  # ValueError unless the port is 0..65535
+    except ValueError as e:
+        raise SourceError(f"{safe}: not a valid URL ({e})") from None
+    if port == 0:
+        raise SourceError(f"{safe}: not a valid URL (port 0)")
+    if not parts.hostname and scheme not in LISTENING_SCHEMES:
+        raise SourceError(f"{safe}: no host in the URL")
+    if scheme not in NETWORK_SCHEMES:
+        raise SourceError(
+            f"{safe}: unsupported scheme {scheme!r} for a network stream "
+            f"(expected one of {', '.join(sorted(NETWORK_SCHEMES))})"
+        )
+    return scheme + url[len(scheme) :]
+
+
 def backoff_delay(attempt: int, config: RtspConfig, rng: random.Random) -> float:
     """Seconds to wait before connect attempt `attempt + 1` (attempt >= 1 failures so far)."""
     base = min(config.backoff_max_s, config.backoff_initial_s * 2 ** (attempt - 1))
@@ -95,23 +117,8 @@ class RtspSource(ThreadedSource):
         super().__init__(
             stream_id=stream_id, policy=HandoffPolicy.LATEST, capacity=self.config.queue_size
         )
-        self._url = url
         self.safe_url = redact_url(url)
-        try:
-            parts = urlsplit(url)
-            scheme, port = parts.scheme, parts.port  # ValueError unless the port is 0..65535
-        except ValueError as e:
-            raise SourceError(f"{self.safe_url}: not a valid URL ({e})") from None
-        if port == 0:
-            raise SourceError(f"{self.safe_url}: not a valid URL (port 0)")
-        if not parts.hostname and scheme not in LISTENING_SCHEMES:
-            raise SourceError(f"{self.safe_url}: no host in the URL")
-        if scheme not in NETWORK_SCHEMES:
-            raise SourceError(
-                f"{self.safe_url}: unsupported scheme {scheme!r} for a network stream "
-                f"(expected one of {', '.join(sorted(NETWORK_SCHEMES))})"
-            )
-        self._url = scheme + url[len(scheme) :]  # FFmpeg knows 'rtsp', not 'RTSP'
+        self._url = network_url(url)
         self._rng = random.Random()
         self._finite = False  # decided at the first connection: a clip with a duration, not a feed
         self._last_pts: int | None = None  # finite clips: the newest pts delivered

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -138,6 +139,7 @@ def _save(
     next_clip: int | None,
 ) -> None:
     tmp = path.with_suffix(".tmp")
+    assert model.tokenizer is not None  # build_sam3 always sets one
     torch.save(
         {
             "phase": phase,
@@ -203,7 +205,11 @@ class _Sizing:
 
 
 def _detector_phase(
-    args: argparse.Namespace, model: Sam3, tokenizer: Tokenizer, state: dict | None, save: _Saver
+    args: argparse.Namespace,
+    model: Sam3,
+    tokenizer: Tokenizer,
+    state: dict[str, Any] | None,
+    save: _Saver,
 ) -> None:
     schedule = dataclasses.replace(
         DetectorSchedule(),
@@ -279,7 +285,9 @@ def _detector_phase(
         save(model, optimizer, "detector", step, force=step == last_step)
 
 
-def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, save: _Saver) -> None:
+def _tracker_phase(
+    args: argparse.Namespace, model: Sam3, state: dict[str, Any] | None, save: _Saver
+) -> None:
     schedule = dataclasses.replace(
         TrackerSchedule(),
         steps=args.tracker_steps,
@@ -307,7 +315,7 @@ def _tracker_phase(args: argparse.Namespace, model: Sam3, state: dict | None, sa
     stop = args.stop_tracker_after
     last_step = min(schedule.steps, stop if stop is not None else schedule.steps)
     while step < last_step:
-        clips = []
+        clips: list[ClipTargets] = []
         while len(clips) < schedule.clips_per_step:
             targets = clip_targets(clip_sample(Split.TRAIN, index, world))
             index += 1

@@ -147,6 +147,16 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         read_checkpoint(tmp_path / "bad.safetensors")
 
 
+def test_random_bytes_are_named_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "random.pt"
+    path.write_bytes(bytes(range(256)) * 4)  # starts with opcodes torch's safe unpickler refuses
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is not a") and "\n" not in message
+    assert "Check the documentation" not in message
+
+
 class _NotATensor:
     pass
 
