@@ -85,7 +85,7 @@ def network_url(url: str) -> str:
     safe = redact_url(url)
     try:
         parts = urlsplit(url)
-        scheme, port = parts.scheme.lower(), parts.port  # ValueError unless the port is 0..65535
+        scheme, port = parts.scheme, parts.port  # ValueError unless the port is 0..65535
     except ValueError as e:
         raise SourceError(f"{safe}: not a valid URL ({e})") from None
     if port == 0:
