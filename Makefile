@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck-model bench setup setup-dev
+.PHONY: demo test lint bench setup setup-dev
 setup:
 	@scripts/bootstrap.sh
 
@@ -24,9 +24,4 @@ test: setup-dev lint
 lint: setup-dev
 	$(PY) -m ruff check $(CODE)
 	$(PY) -m ruff format --check $(CODE)
-	$(PY) -m mypy protocols streamer
-
-# model/ is not yet clean under mypy (issue #27: 89 errors left, mostly torch's untyped returns);
-# it joins `lint` once it is.
-typecheck-model: setup-dev
 	$(PY) -m mypy protocols model streamer

@@ -166,12 +166,9 @@ class DetrDecoder(nn.Module):
         cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype) / width
         delta_y = rows[None, None, :, None] - xyxy[:, :, None, 1::2]  # P x Q x H x 2 (to y0, y1)
         delta_x = cols[None, None, :, None] - xyxy[:, :, None, 0::2]  # P x Q x W x 2 (to x0, x1)
-        bias_y: torch.Tensor = self.boxRPB_embed_y(_log_scale(delta_y)).permute(
-            0, 3, 1, 2
-        )  # P x heads x Q x H
-        bias_x: torch.Tensor = self.boxRPB_embed_x(_log_scale(delta_x)).permute(
-            0, 3, 1, 2
-        )  # P x heads x Q x W
+        # P x heads x Q x H, and P x heads x Q x W
+        bias_y: torch.Tensor = self.boxRPB_embed_y(_log_scale(delta_y)).permute(0, 3, 1, 2)
+        bias_x: torch.Tensor = self.boxRPB_embed_x(_log_scale(delta_x)).permute(0, 3, 1, 2)
         num_prompts, heads, num_queries, _ = bias_y.shape
         if torch.is_grad_enabled() and (bias_y.requires_grad or bias_x.requires_grad):
             # training: `out=` writes are not differentiable, so build it out of place

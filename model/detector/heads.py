@@ -53,10 +53,8 @@ class DotProductScoring(nn.Module):
         valid = (~prompt_padding).to(tokens.dtype)[..., None]  # P x L x 1
         pooled = (tokens * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)  # P x C
         prompt_vec = self.prompt_proj(pooled)  # P x C
-        logits: torch.Tensor = (self.hs_proj(queries) @ prompt_vec[..., None]).squeeze(
-            -1
-        )  # ... x P x Q
-        return (logits * self.scale).clamp(min=-self.clamp, max=self.clamp)
+        logits: torch.Tensor = self.hs_proj(queries) @ prompt_vec[..., None]  # ... x P x Q x 1
+        return (logits.squeeze(-1) * self.scale).clamp(min=-self.clamp, max=self.clamp)
 
 
 class PixelDecoder(nn.Module):
