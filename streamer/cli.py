@@ -37,6 +37,7 @@ from streamer.launch import (
     stop_on_signals,
     until_done_or_signal,
 )
+from streamer.preflight import check_run, check_serve
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard, print_summary, probe_frame_count
@@ -66,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_factory) -> int:
-    if not args.prompt:
-        raise UserError("give at least one --prompt TEXT")
+    check_run(args)  # every input that needs no model: refused before it loads (seconds)
     api = api_config(args) if args.events == "ws" else None
     if api is None and (args.ice_host or args.token):
         raise UserError("--ice-host and --token configure the HTTP API: add --events ws")
@@ -95,6 +95,7 @@ async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_fact
 
 
 async def _serve(args: argparse.Namespace, load: TrackerLoader = load_tracker_factory) -> int:
+    check_serve(args)
     api, config = api_config(args), engine_config(args)
     factory, described = load(model_choice(args))
     async with (

@@ -37,6 +37,7 @@ from streamer.launch import (
     stop_on_signals,
     until_done_or_signal,
 )
+from streamer.preflight import check_demo
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard
@@ -110,6 +111,7 @@ async def demo(
     args: argparse.Namespace,
     load_tracker_factory: Callable[..., tuple[Callable[[], StreamTracker], str]],
 ) -> int:
+    check_demo(args)  # every input that needs no model: refused before it loads (seconds)
     out_dir = Path(args.out_dir)
     api = api_config(args) if args.serve else None
     duration = args.duration if args.duration is not None or api is not None else DEFAULT_DURATION_S

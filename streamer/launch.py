@@ -10,13 +10,16 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from model.config import CONFIGS
 from model.types import Concept
 from protocols.credentials import redact_url
 from streamer.api import ApiConfig, create_app
@@ -54,8 +57,6 @@ class ModelChoice:
 
 def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], StreamTracker], str]:
     """Build the model once; return a per-stream tracker factory and a one-line description."""
-    import torch
-
     from model import (
         CheckpointError,
         VideoTracker,
@@ -64,8 +65,7 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], StreamTracke
         packaged_checkpoint,
     )
 
-    if choice.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {choice.device}: CUDA is not available on this machine")
+    check_model(choice)  # the CLI checked already; a direct call gets the same sentences
     checkpoint, name, note = choice.checkpoint, choice.name, ""
     if checkpoint is None and name == "embedded":
         checkpoint = packaged_checkpoint(name)
@@ -74,8 +74,6 @@ def load_tracker_factory(choice: ModelChoice) -> tuple[Callable[[], StreamTracke
                 "tiny",
                 " (embedded weights not found: tiny model with RANDOM weights, masks are meaningless)",
             )
-    if checkpoint is not None and not checkpoint.exists():
-        raise UserError(f"checkpoint {checkpoint} does not exist")
     dtype = inference_dtype(choice.device, choice.dtype)
     try:
         model = build_sam3(name, checkpoint, device=choice.device, dtype=dtype)
@@ -152,10 +150,7 @@ async def until_done_or_signal(
 def _event_log(events: str | None) -> Path | None:
     if events is None or events == "ws":
         return None
-    path = Path(events)
-    if not path.parent.is_dir():
-        raise UserError(f"--events {events}: folder {path.parent} does not exist")
-    return path
+    return Path(events)  # its folder: streamer/preflight.py
 
 
 @contextlib.asynccontextmanager
@@ -221,3 +216,80 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(
         args.model, Path(args.checkpoint) if args.checkpoint else None, args.device, args.dtype
     )
+
+
+HF_WEIGHTS = "model.safetensors"
+HF_INDEX = "model.safetensors.index.json"  # with shards: {"weight_map": {key: shard file}}
+OFFICIAL_WEIGHTS = "sam3.pt"
+_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+CudaCount = Callable[[], int]  # CUDA devices torch sees (0: none, or no CUDA build)
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+def check_model(choice: ModelChoice, cuda_count: CudaCount | None = None) -> None:
+    """`--model`, `--checkpoint` and `--device` (`cuda_count`: tests; default asks torch)."""
+    if choice.name not in CONFIGS:
+        raise UserError(
+            f"--model {choice.name}: unknown model; known: {', '.join(sorted(CONFIGS))}"
+        )
+    if choice.checkpoint is not None:
+        check_checkpoint(choice.checkpoint)
+    check_device(choice.device, cuda_count or _cuda_count)
+
+
+def check_checkpoint(path: Path) -> None:
+    """The file or folder exists, and a folder is an HF one (whose shards are all there) or holds
+    sam3.pt: what model/checkpoint/read.py reads. A file's bytes are checked when it loads."""
+    flag = f"--checkpoint {path}"
+    if not path.exists():
+        raise UserError(f"{flag} does not exist; pass sam3.pt, an HF facebook/sam3 folder "
+                        "or a .safetensors file")  # fmt: skip
+    if not path.is_dir():
+        return
+    index = path / HF_INDEX
+    if index.is_file():
+        shards = _index_shards(index, flag)
+        missing = [shard for shard in shards if not (path / shard).is_file()]
+        if missing:
+            raise UserError(f"{flag}: {len(missing)} of the {len(shards)} shards {HF_INDEX} lists "
+                            f"are missing, e.g. {missing[0]}; download them all")  # fmt: skip
+        return
+    if not (path / HF_WEIGHTS).is_file() and not (path / OFFICIAL_WEIGHTS).is_file():
+        raise UserError(f"{flag} is a folder without {HF_WEIGHTS}, {HF_INDEX} or {OFFICIAL_WEIGHTS}; "
+                        "pass an HF facebook/sam3 folder or the checkpoint file itself")  # fmt: skip
+
+
+def _index_shards(index: Path, flag: str) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{flag}: {HF_INDEX} is not an index of shards ({type(error).__name__}); "
+                        "download it again") from None  # fmt: skip
+    if not shards or not all(isinstance(shard, str) for shard in shards):
+        raise UserError(f"{flag}: {HF_INDEX} lists no shard files; download it again")
+    return shards
+
+
+def check_device(device: str, cuda_count: CudaCount) -> None:
+    match = _DEVICE.match(device)
+    if match is None:
+        raise UserError(f"--device {device}: expected cpu, cuda or cuda:N")
+    if match.group(1) != "cuda":
+        return
+    count = cuda_count()
+    if count == 0:
+        raise UserError(f"--device {device}: CUDA is not available on this machine; "
+                        "pass --device cpu")  # fmt: skip
+    index = int(match.group(2) or 0)
+    if index >= count:
+        raise UserError(f"--device {device}: this machine has {count} CUDA device(s), "
+                        f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+
+
+def _cuda_count() -> int:
+    import torch  # seconds to import: only for a CUDA device
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

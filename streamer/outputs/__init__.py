@@ -23,13 +23,21 @@ __all__ = [
     "OverflowPolicy",
     "RtspOutput",
     "VideoOutput",
+    "is_push_target",
     "live_encoder",
     "open_output",
 ]
 
 
+def is_push_target(target: str) -> bool:
+    """Whether `open_output(target)` pushes to a server (`rtsp://`) rather than writes a file."""
+    return target.lower().startswith(("rtsp://", "rtsps://"))
+
+
 def open_output(target: str, *, fps: float = 30.0) -> VideoOutput:
-    """An output for `target` (credential-free OutputError if it cannot be one); `fps` is a hint."""
-    if target.lower().startswith(("rtsp://", "rtsps://")):
+    """An output for `target` (credential-free OutputError if it cannot be one); `fps` is a hint.
+
+    Building one opens nothing (a file is created, a server connected to, at the first frame)."""
+    if is_push_target(target):
         return RtspOutput(target, encoder=live_encoder(fps))
     return FileOutput(target, encoder=EncoderConfig(fps=fps))

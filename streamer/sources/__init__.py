@@ -1,6 +1,7 @@
 """Sources: async iterators of `Frame`s, decoded in threads (see base.py for the contract).
 
-`open_source(text)` picks the source from what the user typed:
+`open_source(text)` picks the source from what the user typed (`resolve_source(text)` says which,
+and with what config, without opening it: the CLI checks its sources so before loading a model):
 
     rtsp://user:pass@cam/stream  (also rtsps, rtmp, srt, udp, http)  -> RtspSource
     synthetic://1920x1080@30     (size and rate optional)            -> SyntheticSource
@@ -13,14 +14,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from protocols.credentials import redact_url
 from streamer.sources.base import Source, SourceError, SourceStats
 from streamer.sources.file import FileConfig, FileSource
 from streamer.sources.handoff import HandoffPolicy
-from streamer.sources.rtsp import NETWORK_SCHEMES, RtspConfig, RtspSource
+from streamer.sources.rtsp import NETWORK_SCHEMES, RtspConfig, RtspSource, network_url
 from streamer.sources.synthetic import SyntheticConfig, SyntheticSource
 from streamer.sources.webcam import WebcamConfig, WebcamSource
 from streamer.sources.world import WorldSource, WorldSourceConfig
@@ -32,7 +33,9 @@ __all__ = [
     "RtspConfig",
     "RtspSource",
     "Source",
+    "SourceConfig",
     "SourceError",
+    "SourcePlan",
     "SourceStats",
     "SyntheticConfig",
     "SyntheticSource",
@@ -41,10 +44,57 @@ __all__ = [
     "WorldSource",
     "WorldSourceConfig",
     "open_source",
+    "resolve_source",
 ]
 
 _SYNTHETIC = re.compile(r"^synthetic://(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?/?$")
 _WORLD = re.compile(r"^world://(\d+)?(?:@(\d+(?:\.\d+)?))?/?$")
+
+
+SourceConfig = RtspConfig | SyntheticConfig | WorldSourceConfig | WebcamConfig | FileConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """What `open_source` would open for a text: decided from the text alone (`resolve_source`)."""
+
+    target: str  # the URL (network), device (webcam) or path (file) to open; the text otherwise
+    config: SourceConfig
+
+
+def resolve_source(
+    url_or_path: str,
+    *,
+    size: tuple[int, int] | None = None,
+    realtime: bool = False,
+    loop: bool = False,
+    rtsp: RtspConfig | None = None,
+) -> SourcePlan:
+    """Which source `url_or_path` names, with its config, from its text alone: nothing is opened
+    or connected to (a file may be missing, a host unknown). Raises SourceError (credential-free)
+    if it can be no source: an unknown scheme, a malformed URL, a bad synthetic:// or world://."""
+    text = url_or_path.strip()
+    try:
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    except ValueError as e:  # an unbalanced '[' in the host
+        raise SourceError(f"{redact_url(text)}: not a valid URL ({e})") from None
+    if scheme in NETWORK_SCHEMES:
+        network_url(text)  # the URL's syntax; RtspSource checks it again for direct callers
+        config = rtsp or RtspConfig()
+        return SourcePlan(text, replace(config, size=size) if size is not None else config)
+    if scheme == "synthetic":
+        return SourcePlan(text, _synthetic_config(text, size))
+    if scheme == "world":
+        return SourcePlan(text, _world_config(text, size))
+    if scheme == "v4l2" or text.startswith("/dev/video"):
+        return SourcePlan(text.removeprefix("v4l2://") or "/dev/video0", WebcamConfig(size=size))
+    if scheme in ("", "file"):
+        files = FileConfig(realtime=realtime, loop=loop, size=size)
+        return SourcePlan(text.removeprefix("file://"), files)
+    raise SourceError(
+        f"unsupported source {scheme}://...: expected rtsp://..., a video file, /dev/videoN, "
+        "synthetic://WIDTHxHEIGHT@FPS or world://SIDE@FPS"
+    )
 
 
 def open_source(
@@ -61,32 +111,18 @@ def open_source(
     `size` (width, height) scales frames while converting them; `realtime` and `loop` apply to files
     (the synthetic source is always paced); `rtsp` configures network streams.
     """
-    text = url_or_path.strip()
-    try:
-        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
-    except ValueError as e:  # an unbalanced '[' in the host
-        raise SourceError(f"{redact_url(text)}: not a valid URL ({e})") from None
-    if scheme in NETWORK_SCHEMES:
-        config = rtsp or RtspConfig()
-        if size is not None:
-            config = replace(config, size=size)
-        return RtspSource(text, stream_id=stream_id, config=config)
-    if scheme == "synthetic":
-        return SyntheticSource(_synthetic_config(text, size), stream_id=stream_id)
-    if scheme == "world":
-        return WorldSource(_world_config(text, size), stream_id=stream_id)
-    if scheme == "v4l2" or text.startswith("/dev/video"):
-        device = text.removeprefix("v4l2://") or "/dev/video0"
-        return WebcamSource(device, stream_id=stream_id, config=WebcamConfig(size=size))
-    if scheme in ("", "file"):
-        path = text.removeprefix("file://")
-        return FileSource(
-            path, stream_id=stream_id, config=FileConfig(realtime=realtime, loop=loop, size=size)
-        )
-    raise SourceError(
-        f"unsupported source {scheme}://...: expected rtsp://..., a video file, /dev/videoN "
-        "synthetic://WIDTHxHEIGHT@FPS or world://SIDE@FPS"
-    )
+    plan = resolve_source(url_or_path, size=size, realtime=realtime, loop=loop, rtsp=rtsp)
+    match plan.config:
+        case RtspConfig():
+            return RtspSource(plan.target, stream_id=stream_id, config=plan.config)
+        case SyntheticConfig():
+            return SyntheticSource(plan.config, stream_id=stream_id)
+        case WorldSourceConfig():
+            return WorldSource(plan.config, stream_id=stream_id)
+        case WebcamConfig():
+            return WebcamSource(plan.target, stream_id=stream_id, config=plan.config)
+        case FileConfig():
+            return FileSource(plan.target, stream_id=stream_id, config=plan.config)
 
 
 def _synthetic_config(text: str, size: tuple[int, int] | None) -> SyntheticConfig:

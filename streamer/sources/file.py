@@ -66,23 +66,11 @@ class FileSource(ThreadedSource):
         super().__init__(
             stream_id=stream_id, policy=self.config.policy, capacity=self.config.queue_size
         )
-        self.path = STDIN if os.fspath(path) == "-" else os.fspath(path)
-        self.pipe = _is_pipe(self.path)
+        self.path, self.pipe = local_file(path, self.config)
         self._unread: av.container.InputContainer | None = None  # a pipe's, opened to check it
         if self.pipe:
-            if self.config.loop:
-                raise SourceError(f"{self.path} is a pipe: it can be read only once (no loop)")
             self._unread = self._open()  # what this check reads is gone from the pipe: keep it
             return
-        if os.path.isdir(self.path):
-            raise SourceError(f"{self.path} is a folder, not a video file")
-        if not os.path.exists(self.path):
-            raise SourceError(f"video file not found: {self.path}")
-        if not os.path.isfile(self.path):
-            what = "a terminal" if _is_terminal(self.path) else "not a regular file or a pipe"
-            raise SourceError(f"{self.path} is {what}: pipe a video into it, or name a file")
-        if os.path.getsize(self.path) == 0:
-            raise SourceError(f"video file {self.path} is empty (0 bytes)")
         self._open().close()  # unreadable, or no video: refused now, not once the stream runs
 
     async def aclose(self) -> None:
@@ -168,6 +156,30 @@ class FileSource(ThreadedSource):
         due = wall0 + (media_s - media0) / self.config.speed
         out.sleep(due - now)
         return clock
+
+
+def local_file(path: str | os.PathLike[str], config: FileConfig) -> tuple[str, bool]:
+    """The path a file source reads (`-` is stdin) and whether it is a pipe (read once).
+
+    Raises SourceError for what no reader could fix, from the file system alone (nothing is
+    opened, so a pipe loses nothing): a folder, a missing file, a terminal, an empty file, a
+    pipe asked to loop. What FFmpeg makes of the bytes is the constructor's check.
+    """
+    path = STDIN if os.fspath(path) == "-" else os.fspath(path)
+    if _is_pipe(path):
+        if config.loop:
+            raise SourceError(f"{path} is a pipe: it can be read only once (no loop)")
+        return path, True
+    if os.path.isdir(path):
+        raise SourceError(f"{path} is a folder, not a video file")
+    if not os.path.exists(path):
+        raise SourceError(f"video file not found: {path}")
+    if not os.path.isfile(path):
+        what = "a terminal" if _is_terminal(path) else "not a regular file or a pipe"
+        raise SourceError(f"{path} is {what}: pipe a video into it, or name a file")
+    if os.path.getsize(path) == 0:
+        raise SourceError(f"video file {path} is empty (0 bytes)")
+    return path, False
 
 
 def _is_pipe(path: str) -> bool:
