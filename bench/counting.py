@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
 aten = torch.ops.aten
 
@@ -56,10 +56,16 @@ ATTENTION = {
 }
 
 
+def _attention_flops(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> int:
+    """QK^T and AV of a fused attention: 2 Lq Lk (E + Ev) per batch and head."""
+    rows = query.numel() // query.shape[-1]  # batch x heads x Lq
+    return 2 * rows * key.shape[-2] * (query.shape[-1] + value.shape[-1])
+
+
 def _cpu_attention_flops(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *_: Any, **__: Any
-) -> int:  # noqa: E501
-    return int(sdpa_flop_count(query.shape, key.shape, value.shape))
+) -> int:
+    return _attention_flops(query, key, value)
 
 
 FLOPS: dict[Any, Callable[..., int]] = {
@@ -147,6 +153,12 @@ class OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN204
         kwargs = kwargs or {}
+        if (
+            self.meta_values
+            and func is aten.scaled_dot_product_attention.default
+            and _on_meta(args)
+        ):
+            return self._fused_attention(*args, **kwargs)  # meta would pick the unfused math
         # Under inference_mode composite ops (linear, matmul, item, attention) arrive whole:
         # count what they run, as eager mode outside inference_mode dispatches it.
         with self:
@@ -175,6 +187,18 @@ class OpCounter(TorchDispatchMode):
                 counts.attention_flops += flops
         return out
 
+    def _fused_attention(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *_: Any, **__: Any
+    ) -> torch.Tensor:
+        """One fused attention kernel, as a GPU (and this CPU) runs it."""
+        counts = self._counts()
+        if counts is not None:
+            flops = _attention_flops(query, key, value)
+            counts.ops += 1
+            counts.flops += flops
+            counts.attention_flops += flops
+        return query.new_empty((*query.shape[:-1], value.shape[-1]))
+
 
 def _sync_kind(packet: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     name = packet.__name__
@@ -191,9 +215,9 @@ def _sync_kind(packet: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> st
         else:
             dst_device = kwargs.get("device") or src.device
         dst_device = torch.device(dst_device)
-        if src.device.type != "cpu" and src.device.type != "meta" and dst_device.type == "cpu":
+        if src.device.type != "cpu" and dst_device.type == "cpu":
             return "device-to-host copy"
-        if src.device.type == "cpu" and dst_device.type not in ("cpu", "meta"):
+        if src.device.type == "cpu" and dst_device.type != "cpu":  # meta stands for a GPU
             blocking = not kwargs.get("non_blocking", False) or not src.is_pinned()
             return "host-to-device copy (blocking)" if blocking else None
     return None
