@@ -1,148 +1,144 @@
-"""Time per frame of the online loop against the number of tracked objects, and against HF.
+"""The video loop per frame with exactly N objects in steady state, and its device-free counts.
 
-    python -m bench.video [--objects 1 4 16 64] [--frames 10] [--device cpu]
-    python -m bench.video --config sam3 --objects 10 --device cuda --dtype bfloat16   # ours only
+    python -m bench.video --config tiny --objects 1 4                    # CPU, timed
+    python -m bench.video --config sam3 --device cuda --dtype bfloat16   # GPU, timed
+    python -m bench.video --counts --config sam3 embedded                # device-independent
 
-Both sides run the tiny config with the same random weights (the parity test's `build_pair`) on
-the same frames. Detections are scripted (n squares on the mask grid, all spawned on frame 0) so
-the object count is exact; everything after the detector head runs for real: backbone, tracker
-propagation, association, memory encoding, output masks at the input size. HF runs
-`Sam3VideoModel` in streaming mode (one `model(inference_session=..., frame=...)` call per frame,
-plus `postprocess_outputs`). Timings exclude frame 0 (spawning) and a warm-up frame; CUDA is
-synchronised before each clock read. The full `sam3` config is not run against HF on CPU: one
-1008 px frame takes tens of seconds there (reference §0), so a sweep would take hours.
+Timed runs: the real `VideoTracker` on an `ExactScene` (bench/scene.py: every network runs,
+the scene decides the values, so exactly N objects live on every frame, asserted), stepped
+until every memory bank is at its caps (bench/steady.py); only those steady frames are timed,
+the device synchronised around each step. Prints ms per frame (median), the loop's own
+per-stage ms (host clocks; `--stage-sync` synchronises the device around every network call
+so they become device times, at the cost of the detector / tracker overlap) and the
+re-conditioning frame apart. `--streams K`: K streams through `VideoTracker.step_many`, one
+backbone batch; prints aggregate fps.
 
-`--config NAME` (any other config) times ours alone, whole: that config's packaged weights, else
-random ones, on 1280 x 720 frames, the real detector run on every frame for its cost and its
-output then replaced by the n scripted squares so the object count is exact.
+`--counts`: per steady frame and stage, TFLOP (counted) against the analytic minimum
+(bench/analytic.py), aten ops (non-view, ~ kernel launches in eager mode) and host syncs
+(bench/counting.py). Configs too big to run here (`sam3`) count their network calls on the
+meta device (bench/meta_counts.py) and take the loop's own ops and syncs from a real `tiny` run
+(the same loop code, caps and thresholds). Graph breaks: bench/graph_breaks.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import subprocess
-import time
-from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 
 from bench import sdpa
+from bench.analytic import memory_attention_flops, vit_flops
+from bench.counting import Counts, FrameCounts, OpCounter, total
+from bench.meta_counts import NETWORK_STAGES, meta_model, network_counts
+from bench.scene import ExactScene
+from bench.steady import SteadyRun, random_frames, run_steady
 from model.build import build_sam3
-from model.config import VideoConfig
-from model.types import Concept
-from model.video.frame_model import FrameDetections
+from model.config import CONFIGS
 from model.video.sam3_frame_model import Sam3FrameModel
 from model.video.video_tracker import VideoTracker
 
-
-def squares(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n non-overlapping square detections on an m x m grid: probs (n,), logits (n, m, m)."""
-    per_row = int(np.ceil(np.sqrt(n)))
-    size = max(m // per_row - 1, 1)
-    masks = []
-    for k in range(n):
-        y, x = divmod(k, per_row)
-        mask = torch.full((m, m), -10.0)
-        mask[y * (size + 1) : y * (size + 1) + size, x * (size + 1) : x * (size + 1) + size] = 10.0
-        masks.append(mask)
-    return torch.full((n,), 0.9), torch.stack(masks)
+OBJECTS = (1, 4, 10, 16, 32)
+RUNNABLE_ON_CPU = ("tiny", "embedded")  # counted by running; others on the meta device
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class RealCostSquares(Sam3FrameModel):
-    """The real detector runs (its cost is counted); its output is swapped for n squares."""
-
-    def __init__(self, model: object, n: int) -> None:
-        super().__init__(model)
-        scores, logits = squares(n, self.mask_size)
-        p = self._param
-        self.squares = FrameDetections(
-            scores.to(p.device), logits.to(p.device), torch.zeros(n, 4, device=p.device)
-        )  # made once: the bench's own scripting is not timed
-
-    def detect(self, features: object, concepts: Sequence[object]) -> list[FrameDetections]:
-        real = super().detect(features, concepts)
-        return [FrameDetections(*(x.to(real[0].mask_logits.dtype) for x in self.squares))]
-
-
-def timed(device: torch.device, step: Callable[[], object]) -> float:
-    """Seconds `step()` takes, the device synchronised before and after."""
-    sync(device)
-    start = time.perf_counter()
-    step()
-    sync(device)
-    return time.perf_counter() - start
-
-
-def random_frames(height: int, width: int, count: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
-
-
-def run_ours(config: str, n: int, frames: int, device: torch.device, dtype: torch.dtype) -> float:
-    """ms per frame of the whole loop at `config` size with n objects."""
+def steady_run(
+    config: str,
+    n: int,
+    frames: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    streams: int = 1,
+    counter: OpCounter | None = None,
+    stage_sync: bool = False,
+) -> SteadyRun:
     torch.manual_seed(0)
-    tracker = VideoTracker(
-        RealCostSquares(build_sam3(config, device=device, dtype=dtype).eval(), n),
-        VideoConfig(det_nms_thresh=0.0, fill_hole_area=0),
+    model = build_sam3(config, device=device, dtype=dtype)  # packaged weights, else random
+    scene = ExactScene(Sam3FrameModel(model), n, counter)
+    scene.sync_stages = stage_sync
+    trackers = [VideoTracker(scene, model.config.video) for _ in range(streams)]
+    return run_steady(scene, trackers, random_frames(720, 1280, 4), frames, counter=counter)
+
+
+def counted(config: str, n: int, dtype: torch.dtype) -> tuple[FrameCounts, tuple[int, int, int]]:
+    """Per-stage counts of one steady frame (module docstring), and its (N, S, P)."""
+    loop_config = config if config in RUNNABLE_ON_CPU else "tiny"
+    counter = OpCounter()
+    cpu = torch.device("cpu")
+    run = steady_run(loop_config, n, 1, cpu, torch.float32, counter=counter)
+    frame = run.frames[0]
+    assert frame.counts is not None
+    if loop_config == config:
+        return frame.counts, frame.memory
+    _, s, p = frame.memory
+    record = network_counts(meta_model(config, dtype), n, s, p)
+    record["loop"] = frame.counts.get("loop", Counts())
+    return record, frame.memory
+
+
+def print_counts(configs: list[str], objects: list[int], dtype: torch.dtype) -> None:
+    print(
+        "| config | objects | S / P | TFLOP | analytic min | ViT | memory attention "
+        "| backbone / detect / track / memory TFLOP | aten ops (views) | "
+        "ops backbone / detect / track / memory / loop | syncs | syncs track / loop |"
     )
-    tracker.add_concept(Concept(text="object"))
-    total = 0.0
-    with torch.inference_mode():
-        for t, image in enumerate(random_frames(720, 1280, frames + 2)):
-            seconds = timed(device, lambda: tracker.step(image, pts=t))  # noqa: B023 (called at once)
-            if t >= 2:  # frame 0 spawns, frame 1 warms up
-                total += seconds
-    return 1e3 * total / frames
-
-
-def run(n: int, frames: int, device: torch.device) -> tuple[float, float]:
-    from tests.model import test_parity_video as parity
-
-    # what the parity test's fixture patches: no torchvision here; the official mask-prompt path
-    parity.processing_sam3_video.masks_to_boxes = parity.masks_to_boxes
-    parity.tracker_video.Sam3TrackerVideoModel._use_mask_as_output = parity.official_mask_as_output
-    hf, ours = parity.build_pair()
-    hf.to(device), ours.to(device)
-    scores, logits = squares(n, parity.M)
-    parity.scripted = lambda t: (scores, logits)  # the same n detections on every frame
-    frame_model = parity.ScriptedDetector(ours)
-    tracker = VideoTracker(frame_model, VideoConfig(det_nms_thresh=0.0, fill_hole_area=0))
-    tracker.add_concept(Concept(text="object"))
-    session = parity.Sam3VideoInferenceSession(
-        video_height=parity.HEIGHT, video_width=parity.WIDTH, dtype=torch.float32,
-        inference_device=device,
-    )  # fmt: skip
-    session.add_prompt("object")
-    ours_s = hf_s = 0.0
-    with torch.inference_mode():
-        for t, image in enumerate(random_frames(parity.HEIGHT, parity.WIDTH, frames + 2)):
-            a = timed(device, lambda: tracker.step(image, pts=t))  # noqa: B023
-            b = timed(  # HF's time includes preprocessing its input
-                device,
-                lambda: parity.hf_step(hf, session, frame_model.preprocess([image]), t),  # noqa: B023
+    print("|---|---:|---|---:|---:|---:|---:|---|---:|---|---:|---|")
+    for config in configs:
+        cfg = CONFIGS[config]
+        for n in objects:
+            record, (_, s, p) = counted(config, n, dtype)
+            whole = total(record)
+            vit = vit_flops(cfg)
+            attention = n * memory_attention_flops(cfg, s, p)
+            stages = [record.get(k, Counts()) for k in (*NETWORK_STAGES, "loop")]
+            tflop = " / ".join(f"{c.flops / 1e12:.3f}" for c in stages[:4])
+            ops = " / ".join(str(c.ops) for c in stages)
+            sync = f"{record.get('track', Counts()).syncs} / {record.get('loop', Counts()).syncs}"
+            print(
+                f"| {config} | {n} | {s} / {p} | {whole.flops / 1e12:.3f} | "
+                f"{(vit + attention) / 1e12:.3f} | {vit / 1e12:.3f} | {attention / 1e12:.3f} | "
+                f"{tflop} | {whole.ops} ({whole.views}) | {ops} | {whole.syncs} | {sync} |",
+                flush=True,
             )
-            if t >= 2:  # frame 0 spawns, frame 1 warms up
-                ours_s += a
-                hf_s += b
-    return 1e3 * ours_s / frames, 1e3 * hf_s / frames
+
+
+def print_timed(args: argparse.Namespace, device: torch.device) -> None:
+    dtype = getattr(torch, args.dtype)
+    print("| config | objects | streams | S / P | warm-up | ms / frame | fps | stages ms | "
+          "re-conditioning frame ms |")  # fmt: skip
+    print("|---|---:|---:|---|---:|---:|---:|---|---:|")
+    for config in args.config:
+        for n in args.objects:
+            run = steady_run(
+                config, n, args.frames, device, dtype, streams=args.streams,
+                stage_sync=args.stage_sync,
+            )  # fmt: skip
+            _, s, p = run.frames[0].memory
+            ms = run.median_ms
+            fps = 1e3 * args.streams / ms
+            stages = " ".join(f"{k} {v:.1f}" for k, v in run.median_stages_ms().items())
+            recond = "-" if run.recondition_ms is None else f"{run.recondition_ms:.1f}"
+            print(
+                f"| {config} | {n} | {args.streams} | {s} / {p} | {run.warmup_frames} | "
+                f"{ms:.1f} | {fps:.1f} | {stages} | {recond} |",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--objects", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--config", nargs="+", default=["tiny"])
+    parser.add_argument("--objects", type=int, nargs="+", default=list(OBJECTS))
+    parser.add_argument("--frames", type=int, default=8, help="steady frames timed")
+    parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--config", default="tiny", help="tiny: ours and HF; any other: ours only")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--counts", action="store_true", help="device-independent counts")
+    parser.add_argument("--stage-sync", action="store_true")
     sdpa.add_option(parser)
     args = parser.parse_args()
     sdpa.restrict(args.sdpa)
@@ -152,25 +148,15 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    what = "counts" if args.counts else f"device={device} ({name})"
     print(
-        f"# bench/video.py  config={args.config}  device={device} ({name})  dtype={args.dtype}  "
-        f"threads={args.threads}  torch={torch.__version__}  commit={commit}  "
-        f"sdpa={args.sdpa or 'default'}"
+        f"# bench/video.py  {what}  dtype={args.dtype}  threads={args.threads}  "
+        f"torch={torch.__version__}  commit={commit}  sdpa={args.sdpa or 'default'}"
     )
-    if args.config != "tiny":
-        print("| objects | ours ms/frame | frames/s |")
-        print("|---:|---:|---:|")
-        for n in args.objects:
-            ms = run_ours(args.config, n, args.frames, device, getattr(torch, args.dtype))
-            print(f"| {n} | {ms:.1f} | {1e3 / ms:.1f} |", flush=True)
-        return
-    if args.dtype != "float32":
-        raise SystemExit("the HF comparison runs in float32 (parity weights)")
-    print("| objects | ours ms/frame | HF Sam3VideoModel ms/frame | HF / ours |")
-    print("|---:|---:|---:|---:|")
-    for n in args.objects:
-        ours_ms, hf_ms = run(n, args.frames, device)
-        print(f"| {n} | {ours_ms:.1f} | {hf_ms:.1f} | {hf_ms / ours_ms:.2f}x |", flush=True)
+    if args.counts:
+        print_counts(args.config, args.objects, getattr(torch, args.dtype))
+    else:
+        print_timed(args, device)
 
 
 if __name__ == "__main__":
