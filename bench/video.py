@@ -112,12 +112,12 @@ def print_counts(configs: list[str], objects: list[int], dtype: torch.dtype) -> 
             vit = vit_flops(cfg)
             attention = n * memory_attention_flops(cfg, s, p)
             stages = [record.get(k, Counts()) for k in (*NETWORK_STAGES, "loop")]
-            tflop = " / ".join(f"{c.flops / 1e12:.3f}" for c in stages[:4])
+            tflop = " / ".join(f"{c.flops / 1e12:.4g}" for c in stages[:4])
             ops = " / ".join(str(c.ops) for c in stages)
             sync = f"{record.get('track', Counts()).syncs} / {record.get('loop', Counts()).syncs}"
             print(
-                f"| {config} | {n} | {s} / {p} | {whole.flops / 1e12:.3f} | "
-                f"{(vit + attention) / 1e12:.3f} | {vit / 1e12:.3f} | {attention / 1e12:.3f} | "
+                f"| {config} | {n} | {s} / {p} | {whole.flops / 1e12:.4g} | "
+                f"{(vit + attention) / 1e12:.4g} | {vit / 1e12:.4g} | {attention / 1e12:.4g} | "
                 f"{tflop} | {whole.ops} ({whole.views}) | {ops} | {whole.syncs} | {sync} |",
                 flush=True,
             )
