@@ -59,6 +59,7 @@ class Wanted:
     worker: str | None = None
     report: StreamReport | None = None
     waiting: str | None = None  # why it has no worker now
+    avoid: str | None = None  # the worker it died on: tried last (a restarted one may die again)
     placements: int = 0
 
 
@@ -223,13 +224,20 @@ class Controller:
         for wanted in self.streams.values():
             if wanted.worker == worker.name and (wanted.report is None or wanted.report.running):
                 wanted.worker, wanted.report, wanted.waiting = None, None, why
+                wanted.avoid = worker.name
                 self.failovers += 1
 
     async def _place_waiting(self) -> None:
         for wanted in self.streams.values():
             if wanted.worker is None:
+                avoid = frozenset({wanted.avoid}) if wanted.avoid else frozenset()
                 try:
-                    await self._start(wanted, exclude=frozenset())
+                    try:
+                        await self._start(wanted, exclude=avoid)
+                    except NoRoom:
+                        if not avoid:
+                            raise
+                        await self._start(wanted, exclude=frozenset())
                 except (NoRoom, RayActorError, SourceError, ValueError) as error:
                     wanted.waiting = str(error)
 
@@ -249,7 +257,7 @@ class Controller:
                 exclude = exclude | {name}
                 continue
             wanted.report = _answer(answer)
-            wanted.worker, wanted.waiting = name, None
+            wanted.worker, wanted.waiting, wanted.avoid = name, None, None
             wanted.placements += 1
             self.workers[name].reports[stream_id] = wanted.report
             return

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import importlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -102,7 +103,7 @@ class StreamWorker:
             for sid, s in engine.sessions.items()
         }
         return {"name": self.config.name, "incarnation": self.incarnation,
-                "device": self.config.device, "gpu": _gpu_name(self.config.device),
+                "device": self.config.device, "gpu": _gpu_name(self.config.device), "pid": os.getpid(),
                 "streams": streams}  # fmt: skip
 
     async def add_stream(self, spec: StreamSpec) -> Answer:
