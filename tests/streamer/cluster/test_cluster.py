@@ -174,3 +174,17 @@ async def test_a_killed_worker_s_stream_is_re_placed_and_its_events_go_on(nats_u
         metrics = await (await client.get("/metrics")).text()
         assert "streamer_cluster_failovers 1.0" in metrics
         reader.cancel()
+
+
+def test_joining_a_ray_cluster_needs_a_nats_every_node_reaches() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "serve", "--ray-address", "127.0.0.1:1", "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "--ray-address needs --nats URL: a NATS server every Ray node can reach"
+    )
