@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import ray
 from aiohttp.test_utils import TestClient
 
 from protocols.events import FrameResult, StreamStarted
+from streamer.cluster.capacity import Capacity
 from streamer.cluster.host import ClusterHost
 from streamer.engine import EngineConfig
 from tests.streamer.cluster.conftest import CAMERA, Events, cluster_api, tiny, until
@@ -188,3 +191,27 @@ def test_joining_a_ray_cluster_needs_a_nats_every_node_reaches() -> None:
     assert done.stderr.strip().endswith(
         "--ray-address needs --nats URL: a NATS server every Ray node can reach"
     )
+
+
+async def test_sigkill_of_a_worker_process_re_places_both_of_its_streams(nats_url: str) -> None:
+    roomy = Capacity(1000.0, 4.0, max_streams=4, origin="test")
+    async with cluster_api(tiny(nats_url, capacity=roomy)) as (host, client):
+        for stream_id in ("a", "b", "c"):
+            assert (await post_stream(client, stream_id))[0] == 201
+        placed = {sid: await where(client, sid) for sid in ("a", "b", "c")}
+        victim = placed["a"]
+        assert victim is not None and placed["c"] == victim and placed["b"] != victim
+        survivor = placed["b"]
+        handle = host.controller.workers[victim].handle
+        pid = (await handle.status.remote())["pid"]
+        frames = {sid: r.frames_out for sid in ("a", "c") if (r := host.controller.report(sid))}
+        os.kill(pid, signal.SIGKILL)  # the process, not the actor API: as a crash or OOM kill would
+        await until(lambda: all(host.controller.worker_of(s) == survivor for s in ("a", "c")),
+                    "both streams on the surviving worker")  # fmt: skip
+        # they run there: fresh sessions whose frames count up again
+        await until(lambda: all((r := host.controller.report(s)) is not None and r.state == "live"
+                                and r.frames_out >= 3 for s in ("a", "c")),
+                    "frames of both re-placed streams")  # fmt: skip
+        assert host.controller.workers[victim].deaths == 1 and host.controller.failovers == 2
+        assert frames  # both had run on the victim before the kill
+        assert await where(client, "b") == survivor
