@@ -33,8 +33,8 @@ fi
 
 if [ "$want_dev" = "dev" ]; then
     if ! stamp_ok dev "$key"; then
-        echo "[bootstrap] installing dev and parity extras"
-        "${pip[@]}" -e '.[dev,parity]'
+        echo "[bootstrap] installing dev, parity and cluster extras"
+        "${pip[@]}" -e '.[dev,parity,cluster]'
         stamp_set dev "$key"
     fi
     debs=(python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base

@@ -23,9 +23,9 @@ from aiohttp.typedefs import Middleware
 from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
 from streamer.blur import RedactConfig, RedactStyle
 from streamer.engine import Engine, StreamNotFound, StreamSpec
+from streamer.host import HostFull, Placed, StreamHost, StreamView
 from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
 from streamer.publish import ENGINE_VERSION
-from streamer.session import Session
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sinks.websocket import serve_events
 from streamer.sources.base import SourceError
@@ -34,7 +34,7 @@ from streamer.webrtc import WebRtcConfig, add_webrtc, is_public
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+ENGINE: web.AppKey[StreamHost] = web.AppKey("engine")  # the Engine, or a cluster (docs/cluster.md)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ApiConfig:
     webrtc: WebRtcConfig | None = WebRtcConfig()  # WHIP/WHEP and the page at /; None: off
 
 
-def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Application:
+def create_app(engine: StreamHost, config: ApiConfig = ApiConfig()) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[_errors_as_json, _bearer(config.token)],
@@ -69,7 +69,7 @@ def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Applicati
     r.add_delete("/v1/streams/{stream_id}/objects/{object_id}", remove_object)
     r.add_get("/v1/streams/{stream_id}/events", stream_events)
     r.add_get("/v1/events", all_events)
-    if config.webrtc is not None:
+    if config.webrtc is not None and isinstance(engine, Engine):  # frames live in this process
         add_webrtc(app, engine, config.webrtc, bind_host=config.host)
     return app
 
@@ -107,6 +107,8 @@ async def add_stream(request: web.Request) -> web.Response:
         session = await request.app[ENGINE].add_stream(spec)
     except SourceError as error:
         raise _json_error(web.HTTPUnprocessableEntity, str(error)) from None
+    except HostFull as error:  # a cluster without room: the message names the limit
+        raise _json_error(web.HTTPServiceUnavailable, str(error)) from None
     except ValueError as error:
         status = web.HTTPConflict if "already exists" in str(error) else web.HTTPBadRequest
         raise _json_error(status, str(error)) from None
@@ -263,7 +265,7 @@ def _int_param(request: web.Request, name: str) -> int:
     return int(raw)
 
 
-def _session(request: web.Request) -> Session:
+def _session(request: web.Request) -> StreamView:
     return request.app[ENGINE].get(request.match_info["stream_id"])
 
 
@@ -282,7 +284,7 @@ async def _edit(edit: Awaitable[Any]) -> Any:
 # --- responses and middleware --------------------------------------------------------------
 
 
-def _stream_json(session: Session) -> dict[str, Any]:
+def _stream_json(session: StreamView) -> dict[str, Any]:
     stats = session.stats
     info = session.source.info
     return {
@@ -296,6 +298,7 @@ def _stream_json(session: Session) -> dict[str, Any]:
         "latency_ms_p99": round(stats.latency_ms.percentile(99), 2),
         "drops": dict(stats.drops), "objects": len(session.objects),
         "concepts": [_concept_json(i, c) for i, c in session.concepts.items()],
+        "worker": session.worker if isinstance(session, Placed) else None,  # cluster: where it runs
     }  # fmt: skip
 
 

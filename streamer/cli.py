@@ -2,6 +2,7 @@
 
     streamer run rtsp://cam/1 clip.mp4 --prompt person --redact person --out redacted.mp4
     STREAMER_TOKEN=... streamer serve --port 8080 --nats nats://127.0.0.1:4222
+    streamer serve --cluster --workers 2          # Ray worker actors (docs/cluster.md)
     streamer demo [SOURCE] [--duration 10] [--serve]
 
 Every user error (bad URL, unreadable file, bad checkpoint, bad flag) ends with one line on
@@ -96,6 +97,12 @@ async def _run(args: argparse.Namespace, load: TrackerLoader = load_tracker_fact
 
 async def _serve(args: argparse.Namespace, load: TrackerLoader = load_tracker_factory) -> int:
     check_serve(args)
+    if args.cluster or args.ray_address:  # Ray worker actors (docs/cluster.md); Ray loads here
+        try:
+            from streamer.cluster.launch import serve_cluster
+        except ModuleNotFoundError as error:
+            raise UserError(f"cluster mode needs {error.name}: pip install '.[cluster]'") from None
+        return await serve_cluster(args)
     api, config = api_config(args), engine_config(args)
     factory, described = load(model_choice(args))
     async with (
@@ -197,6 +204,31 @@ def _parser() -> argparse.ArgumentParser:
             help="also publish every event to NATS JetStream (nats://host:4222)",
         )
 
+    def cluster_flags(p: argparse.ArgumentParser) -> None:  # docs/cluster.md
+        group = p.add_argument_group("cluster mode (pip install .[cluster])")
+        group.add_argument(
+            "--cluster",
+            action="store_true",
+            help="run streams on Ray worker actors of a local Ray started for you",
+        )
+        group.add_argument(
+            "--ray-address", metavar="ADDR", help="join this Ray cluster instead (needs --nats)"
+        )
+        group.add_argument(
+            "--workers",
+            type=_positive_int,
+            metavar="N",
+            help="worker actors (default: one per GPU; 1 with --device cpu)",
+        )
+        group.add_argument(
+            "--worker-capacity",
+            type=float,
+            metavar="OBJECT_FRAMES",
+            help="a worker's budget in object-frames/s (default: the table in docs/cluster.md)",
+        )
+        group.add_argument("--frame-cost", type=float, default=4.0, metavar="OBJECTS",
+                           help="with --worker-capacity: a frame's fixed cost, in objects (default 4)")  # fmt: skip
+
     run = commands.add_parser("run", help="track concepts on one or more sources")
     run.add_argument(
         "sources",
@@ -253,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     nats_flag(serve)
     model_flags(serve)
     api_flags(serve, 8080)
+    cluster_flags(serve)
 
     demo = commands.add_parser(
         "demo", help="a short self-contained run: redacted mp4, event log, overlay PNG"

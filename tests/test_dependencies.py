@@ -7,6 +7,8 @@
   protocols, no media, HTTP or socket libraries. Its embedded model's training application
   (model/embedded: the world generator, cv2, training loops) is a package the runtime never
   imports; only the `world://` source loads the world, when such a stream opens.
+* Ray is imported only by streamer/cluster (the optional `cluster` extra): the default install
+  runs without it, and no other module loads it.
 * No import cycles among the modules of the three packages, counting imports inside functions
   (a function-level import that closes a cycle is a cycle postponed, not removed).
 
@@ -40,6 +42,7 @@ MODEL_FORBIDDEN = {
 EMBEDDED = "model.embedded"
 # modules outside model/embedded that may import it inside a function, and why
 EMBEDDED_LAZY = {"streamer.sources.world"}  # renders world clips when a world:// stream opens
+CLUSTER = "streamer.cluster"  # the only package that may import ray (the optional 'cluster' extra)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ def violations(root: Path) -> list[str]:
                 found.append(
                     f"{where}: protocols/ imports only the standard library, numpy and msgpack"
                 )
+        in_cluster = imp.module == CLUSTER or imp.module.startswith(CLUSTER + ".")
+        if top == "ray" and not in_cluster:
+            found.append(f"{where}: only streamer/cluster imports ray (the 'cluster' extra)")
         in_embedded = imp.module == EMBEDDED or imp.module.startswith(EMBEDDED + ".")
         if imp.module.startswith("model") and not in_embedded and top in MODEL_FORBIDDEN:
             found.append(f"{where}: model/ is synchronous and does no I/O")
@@ -182,6 +188,7 @@ def test_importing_does_not_load_torch(module: str) -> None:
     loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert module in loaded
     assert "torch" not in loaded, f"import {module} loads torch"
+    assert "ray" not in loaded, f"import {module} loads ray: only cluster mode may"
 
 
 # --- the checks fail when a rule is broken ------------------------------------------------------
@@ -210,6 +217,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
           "model/embedded/vocab.py": ""}, "model/build.py:1 imports model.embedded.vocab"),
         ({"streamer/cli.py": "import model.embedded.world\n", "model/embedded/__init__.py": "",
           "model/embedded/world.py": ""}, "streamer/cli.py:1 imports model.embedded.world"),
+        ({"streamer/api.py": "def f():\n    import ray\n"}, "streamer/api.py:2 imports ray"),
     ],
 )  # fmt: skip
 def test_a_forbidden_import_is_named(tmp_path: Path, files: dict[str, str], culprit: str) -> None:
@@ -222,6 +230,7 @@ def test_allowed_imports_pass(tmp_path: Path) -> None:
         "protocols/subscribe.py": "import re\nimport numpy\n\ndef f():\n    import aiohttp\n",
         "model/embedded/__init__.py": "import cv2\n",
         "streamer/sources/world.py": "def f():\n    from model.embedded import world\n",
+        "streamer/cluster/worker.py": "import ray\n",
     })  # fmt: skip
     assert violations(root) == []
 
