@@ -1,6 +1,6 @@
 """Synthetic source render cost: ms per 1080p frame (was an assertion in the tests; speed lives here).
 
-PYTHONPATH=. .venv/bin/python bench/synthetic.py
+PYTHONPATH=. .venv/bin/python -m bench.synthetic
 """
 
 from __future__ import annotations
