@@ -1,10 +1,11 @@
 # The two commands of the README:
 #   make demo   set up .venv if needed, then run the engine's demo on the embedded default model
-#   make test   set up .venv + test dependencies if needed, then run the whole test suite
+#   make test   set up .venv + test dependencies if needed, then the fast tier (not `slow`)
+#   make test-slow   the `slow` tier (CI runs both: .ci/run)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench setup setup-dev
+.PHONY: demo test test-slow lint bench setup setup-dev
 setup:
 	@scripts/bootstrap.sh
 
@@ -16,10 +17,17 @@ demo: setup
 
 CODE := protocols model streamer tests bench examples
 
-# Lint, format check and type check first (seconds), then the suite.
+# Lint, format check and type check first (seconds), then the suite; each tier prints its time.
 # pytest exit code 5 means "no tests collected": not a failure for CI.
+TIER = start=$$(date +%s); $(PY) -m pytest -m "$(1)" $(ARGS); rc=$$?; \
+	echo "make $(2): $$(( $$(date +%s) - start )) s (pytest exit $$rc)"; \
+	[ $$rc -eq 5 ] && exit 0; exit $$rc
+
 test: setup-dev lint
-	$(PY) -m pytest $(ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+	@$(call TIER,not slow,test)
+
+test-slow: setup-dev
+	@$(call TIER,slow,test-slow)
 
 lint: setup-dev
 	$(PY) -m ruff check $(CODE)

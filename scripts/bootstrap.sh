@@ -39,7 +39,7 @@ if [ "$want_dev" = "dev" ]; then
     fi
     debs=(python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
           gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-          gstreamer1.0-libav nats-server chromium)
+          gstreamer1.0-libav nats-server chromium stress-ng)
     missing=()
     for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
     if [ ${#missing[@]} -gt 0 ]; then

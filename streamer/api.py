@@ -3,8 +3,9 @@
 Binds 127.0.0.1 unless told otherwise. With a token every route except /v1/health needs
 `Authorization: Bearer <token>` (WebSockets may pass `?token=` instead, since browsers cannot set
 headers there). Bodies are JSON, at most `max_body_bytes`, validated against the schemas in
-streamer/openapi.py; every error is JSON `{"error": "...", "status": N}` with a 4xx code that
-says what was wrong. A request only ever touches its own stream: a bad one is rejected before
+streamer/openapi.py (what JSON Schema cannot say, a box's order, is checked here); every error is
+JSON `{"error": "...", "status": N}` (the document's Error schema) with a 4xx code that says what
+was wrong, and its sentence names the culprit. Everything is checked before any engine work. A request only ever touches its own stream: a bad one is rejected before
 anything changes, and a failure inside one stream's edit fails that request, not the stream.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +26,12 @@ from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
 from streamer.blur import RedactConfig, RedactStyle
 from streamer.engine import Engine, StreamNotFound, StreamSpec
 from streamer.host import HostFull, Placed, StreamHost, StreamView
+from streamer.model_info import ModelInfo
 from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
 from streamer.publish import ENGINE_VERSION
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sinks.websocket import serve_events
+from streamer.sources import resolve_source
 from streamer.sources.base import SourceError
 from streamer.webrtc import WebRtcConfig, add_webrtc, is_public
 
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE: web.AppKey[StreamHost] = web.AppKey("engine")  # the Engine, or a cluster (docs/cluster.md)
+MODEL: web.AppKey[ModelInfo] = web.AppKey("model", ModelInfo)
+MAX_BODY: web.AppKey[int] = web.AppKey("max_body_bytes", int)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class ApiConfig:
     token: str | None = field(default=None, repr=False)  # a secret: never in a printed config
     max_body_bytes: int = 64 * 1024
     webrtc: WebRtcConfig | None = WebRtcConfig()  # WHIP/WHEP and the page at /; None: off
+    model: ModelInfo = ModelInfo()  # GET /v1/model: the page's default source and prompt
 
 
 def create_app(engine: StreamHost, config: ApiConfig = ApiConfig()) -> web.Application:
@@ -52,10 +59,13 @@ def create_app(engine: StreamHost, config: ApiConfig = ApiConfig()) -> web.Appli
         middlewares=[_errors_as_json, _bearer(config.token)],
     )
     app[ENGINE] = engine
+    app[MODEL] = config.model
+    app[MAX_BODY] = config.max_body_bytes
     r = app.router
     r.add_get("/v1/health", health)
     r.add_get("/v1/openapi.json", openapi)
     r.add_get("/metrics", metrics)
+    r.add_get("/v1/model", model_info)
     r.add_get("/v1/streams", list_streams)
     r.add_post("/v1/streams", add_stream)
     r.add_get("/v1/streams/{stream_id}", get_stream)
@@ -90,6 +100,10 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(document(ENGINE_VERSION))
 
 
+async def model_info(request: web.Request) -> web.Response:
+    return web.json_response(request.app[MODEL].as_json())
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[ENGINE].metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -104,14 +118,14 @@ async def add_stream(request: web.Request) -> web.Response:
     body = await _body(request, STREAM)
     spec = _stream_spec(body)
     try:
+        resolve_source(spec.source)  # what it names, from its text alone: before any engine work
         session = await request.app[ENGINE].add_stream(spec)
     except SourceError as error:
         raise _json_error(web.HTTPUnprocessableEntity, str(error)) from None
     except HostFull as error:  # a cluster without room: the message names the limit
         raise _json_error(web.HTTPServiceUnavailable, str(error)) from None
     except ValueError as error:
-        status = web.HTTPConflict if "already exists" in str(error) else web.HTTPBadRequest
-        raise _json_error(status, str(error)) from None
+        raise _json_error(_add_stream_refusal(str(error)), str(error)) from None
     return web.json_response(_stream_json(session), status=201)
 
 
@@ -190,16 +204,41 @@ async def all_events(request: web.Request) -> web.StreamResponse:
 
 async def _body(request: web.Request, schema: Schema) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise _json_error(web.HTTPUnsupportedMediaType, "body must be application/json")
+        raise _json_error(
+            web.HTTPUnsupportedMediaType,
+            f"body is {request.content_type}: send JSON with Content-Type: application/json",
+        )
     try:
-        body = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[MAX_BODY]
+        raise _json_error(
+            web.HTTPRequestEntityTooLarge, f"body is larger than {limit} bytes: send less"
+        ) from None
+    try:
+        body = json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
         raise _json_error(web.HTTPBadRequest, f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _json_error(web.HTTPBadRequest, "body is nested too deeply to be a request") from None
     try:
-        validate(body, schema)
+        return validate(body, schema)  # type: ignore[no-any-return]
     except Invalid as error:
         raise _json_error(web.HTTPBadRequest, str(error)) from None
-    return body  # type: ignore[no-any-return]
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")  # Python's json accepts NaN and Infinity
+
+
+def _add_stream_refusal(message: str) -> type[web.HTTPException]:
+    """The status for the engine's refusal of a schema-valid stream: the engine's state (409) or
+    the world (an output that cannot be written, 422)."""
+    if "already exists" in message or "streams per engine" in message:
+        return web.HTTPConflict
+    if message.startswith("cannot write") or "rtsp://" in message:
+        return web.HTTPUnprocessableEntity
+    return web.HTTPBadRequest
 
 
 def _stream_spec(body: dict[str, Any]) -> StreamSpec:
@@ -258,9 +297,12 @@ def _box(values: list[float], path: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes "²"
+
+
 def _int_param(request: web.Request, name: str) -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _ID.fullmatch(raw):
         raise _json_error(web.HTTPBadRequest, f"{name} must be a non-negative integer, got {raw!r}")
     return int(raw)
 

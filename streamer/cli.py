@@ -38,12 +38,11 @@ from streamer.launch import (
     stop_on_signals,
     until_done_or_signal,
 )
+from streamer.model_info import DEMO_SOURCE
 from streamer.preflight import check_run, check_serve
 from streamer.sinks.redaction import RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard, print_summary, probe_frame_count
-
-DEMO_SOURCE = "world://384@15"  # the concept world (streamer/sources/world.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

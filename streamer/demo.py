@@ -37,13 +37,14 @@ from streamer.launch import (
     stop_on_signals,
     until_done_or_signal,
 )
+from streamer.model_info import DEMO_PROMPTS
 from streamer.preflight import check_demo
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sources.base import SourceError
 from streamer.status import StatusBoard
 from streamer.types import Frame, SourceInfo
 
-DEFAULT_PROMPTS = ("ring", "purple square")  # in the default world scene; red squares pass by
+DEFAULT_PROMPTS = DEMO_PROMPTS
 DEFAULT_DURATION_S = 10.0  # without --serve
 FIRST_FRAME_TIMEOUT_S = 30.0  # then the duration runs anyway (the stream's error is reported)
 _COLOURS = np.array(

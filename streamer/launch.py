@@ -25,6 +25,7 @@ from protocols.credentials import redact_url
 from streamer.api import ApiConfig, create_app
 from streamer.engine import Engine, EngineConfig
 from streamer.inference import StreamTracker
+from streamer.model_info import model_info
 from streamer.sinks.nats import NatsConfig
 from streamer.status import StatusBoard
 from streamer.webrtc import WebRtcConfig
@@ -209,7 +210,11 @@ def api_config(args: argparse.Namespace) -> ApiConfig:
             ) from None
     token = args.token or os.environ.get(TOKEN_ENV) or None
     webrtc = WebRtcConfig(ice_hosts=tuple(args.ice_host) if args.ice_host else None)
-    return ApiConfig(host=args.host, port=args.port, token=token, webrtc=webrtc)
+    choice = model_choice(args)
+    return ApiConfig(
+        host=args.host, port=args.port, token=token, webrtc=webrtc,
+        model=model_info(choice.name, choice.checkpoint),
+    )  # fmt: skip
 
 
 def model_choice(args: argparse.Namespace) -> ModelChoice:

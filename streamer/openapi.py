@@ -1,73 +1,96 @@
-"""The HTTP API's request schemas, their validator and the OpenAPI document, from one source.
+"""The HTTP API's request and response schemas and its OpenAPI 3.1 document, from one source.
 
-Request bodies are described once, as JSON-Schema dicts (the subset OpenAPI 3.1 shares with JSON
-Schema: object/array/string/number/integer/boolean, required, enum, bounds, no extra fields).
-`validate(body, schema)` checks a parsed JSON body against one and raises `Invalid` with the
-path of the first problem ("concepts[0].exemplars[1].box: expected 4 items"). The same dicts go
-into the document served at /v1/openapi.json, so the documentation cannot drift from the checks.
+Request bodies are described once, as JSON-Schema dicts; streamer/schema.py checks bodies
+against them (`validate`), and the same dicts go into the document served at /v1/openapi.json,
+so the documentation cannot drift from the checks. What JSON Schema cannot say (a box's x1 > x0)
+is said in the field's description and checked by streamer/api.py with the same kind of
+sentence. Bounds here are the engine's limits: thresholds below 0.05 would let one concept grow
+without end (issue 31), so the schema refuses them.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from streamer.schema import Invalid, Schema, validate
 
-Schema = dict[str, Any]
+# --- request schemas -----------------------------------------------------------------------
 
-
-class Invalid(ValueError):
-    """A request body does not match its schema; the message names the field."""
-
-
-# --- schemas -------------------------------------------------------------------------------
-
-_NUM = {"type": "number", "minimum": -1e6, "maximum": 1e6}
+COORDINATE_LIMIT = 1e6
+_NUM = {"type": "number", "minimum": -COORDINATE_LIMIT, "maximum": COORDINATE_LIMIT}
 BOX: Schema = {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4,
-               "description": "x0, y0, x1, y1 in source pixels"}  # fmt: skip
+               "description": "[x0, y0, x1, y1] in source pixels, with x1 > x0 and y1 > y0 "
+                              "(JSON Schema cannot compare items: a box breaking it gets 400)"}  # fmt: skip
 POINT: Schema = {
     "type": "object",
-    "properties": {"xy": {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2},
-                   "positive": {"type": "boolean"}},
+    "properties": {"xy": {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2,
+                          "description": "[x, y] in source pixels"},
+                   "positive": {"type": "boolean", "description": "false: a background click"}},
     "required": ["xy"],
+    "additionalProperties": False,
 }  # fmt: skip
 EXEMPLAR: Schema = {
     "type": "object",
     "properties": {"box": BOX, "positive": {"type": "boolean"}},
     "required": ["box"],
+    "additionalProperties": False,
 }
-_PROB = {"type": "number", "minimum": 0.0, "maximum": 1.0, "nullable": True}
+MIN_THRESHOLD, MAX_OBJECTS = 0.05, 256
+_THRESHOLD = {"type": ["number", "null"], "minimum": MIN_THRESHOLD, "maximum": 1.0,
+              "description": f"a probability in [{MIN_THRESHOLD}, 1]; null: the model's default"}  # fmt: skip
+# A prompt must hold a character other than ASCII whitespace: "" and "  " name nothing. The class
+# is spelled out so ECMAScript and Python read the pattern alike.
+PROMPT_PATTERN = "[^ \\t\\n\\r\\f\\v]"
+TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": PROMPT_PATTERN,
+                "x-error": "a prompt needs at least one word, e.g. \"person\"",
+                "description": "what to find, in plain words (not blank)"}  # fmt: skip
 CONCEPT: Schema = {
     "type": "object",
     "description": "A text prompt, exemplar boxes, or both",
     "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": 200},
+        "text": TEXT,
         "exemplars": {"type": "array", "items": EXEMPLAR, "maxItems": 16},
         "thresholds": {
             "type": "object",
-            "properties": {"detection": _PROB, "new_object": _PROB},
+            "properties": {"detection": _THRESHOLD, "new_object": _THRESHOLD},
+            "additionalProperties": False,
+            "description": "detection: keep detections scoring above it; new_object: start "
+            "objects only from detections scoring at least this",
         },
+        "max_objects": {"type": "integer", "minimum": 1, "maximum": MAX_OBJECTS,
+                        "description": "most objects this concept may track at once"},
     },
-}
+    "additionalProperties": False,
+    "anyOf": [{"required": ["text"]},
+              {"required": ["exemplars"], "properties": {"exemplars": {"minItems": 1}}}],
+    "x-error": "a concept needs a text, exemplar boxes, or both",
+}  # fmt: skip
 REDACTION: Schema = {
     "type": "object",
     "properties": {
-        "concepts": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200},
-                     "minItems": 1, "maxItems": 16, "description": "concept texts, or ['*'] for all objects"},
+        "concepts": {"type": "array", "items": TEXT, "minItems": 1, "maxItems": 16,
+                     "description": "concept texts, or ['*'] for all objects"},
         "style": {"type": "string", "enum": ["blur", "pixelate", "fill"]},
         "margin_px": {"type": "integer", "minimum": 0, "maximum": 256},
         "outputs": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 2048},
-                    "maxItems": 4, "description": "file paths (.mp4/.mkv) or rtsp:// URLs"},
+                    "maxItems": 4, "description": "file paths (.mp4/.mkv) or rtsp:// URLs; one "
+                    "that cannot be written gets 422"},
         "budget_ms": {"type": "integer", "minimum": 1, "maximum": 60000},
         "on_missing": {"type": "string", "enum": ["blur", "drop"]},
     },
     "required": ["concepts"],
+    "additionalProperties": False,
 }  # fmt: skip
+STREAM_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # streamer.engine.STREAM_ID
+STREAM_ID: Schema = {"type": "string", "pattern": STREAM_ID_PATTERN,
+                     "x-error": "a stream id is 1-64 letters, digits, '_', '.' or '-', "
+                                "starting with a letter or digit"}  # fmt: skip
 STREAM: Schema = {
     "type": "object",
     "properties": {
-        "source": {"type": "string", "minLength": 1, "maxLength": 2048,
-                   "description": "rtsp:// URL, file path, /dev/videoN, or 'synthetic'"},
-        "stream_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "source": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": PROMPT_PATTERN,
+                   "x-error": "give a source, e.g. rtsp://host/path, a video file or world://384@15",
+                   "description": "rtsp:// URL, video file path, /dev/videoN, "
+                   "synthetic://WxH@FPS or world://SIDE@FPS; one that cannot be opened gets 422"},
+        "stream_id": STREAM_ID,
         "concepts": {"type": "array", "items": CONCEPT, "maxItems": 32},
         "live": {"type": "boolean"},
         "realtime": {"type": "boolean"},
@@ -79,149 +102,250 @@ STREAM: Schema = {
                                         "connection attempts in a row (default: reconnect forever)"},
     },
     "required": ["source"],
+    "additionalProperties": False,
 }  # fmt: skip
 OBJECT_PROMPT: Schema = {
     "type": "object",
     "description": "A box, clicks, or both",
     "properties": {"box": BOX, "points": {"type": "array", "items": POINT, "maxItems": 32}},
-}
-
-# --- validation ----------------------------------------------------------------------------
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,), "array": (list,), "string": (str,), "boolean": (bool,),
-    "integer": (int,), "number": (int, float),
+    "additionalProperties": False,
+    "anyOf": [{"required": ["box"]},
+              {"required": ["points"], "properties": {"points": {"minItems": 1}}}],
+    "x-error": "give a box, points, or both",
 }  # fmt: skip
+MAX_ID = 10**18 - 1  # path ids are at most 18 digits
+ID_PARAM: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
 
+# --- response schemas (what the handlers answer; they may grow fields) ---------------------
 
-def validate(value: Any, schema: Schema, path: str = "body") -> None:
-    """Raise `Invalid` naming the first place where `value` breaks `schema`."""
-    if value is None and schema.get("nullable"):
-        return
-    kind = schema["type"]
-    if not isinstance(value, _TYPES[kind]) or (kind != "boolean" and isinstance(value, bool)):
-        raise Invalid(f"{path}: expected {kind}, got {_json_type(value)}")
-    if isinstance(value, dict):
-        _validate_object(value, schema, path)
-    elif isinstance(value, list):
-        _validate_array(value, schema, path)
-    elif isinstance(value, str):
-        _validate_string(value, schema, path)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        _validate_number(value, schema, path)
-
-
-def _validate_object(value: dict[str, Any], schema: Schema, path: str) -> None:
-    properties: dict[str, Schema] = schema.get("properties", {})
-    for key in value:
-        if key not in properties:
-            raise Invalid(f"{path}: unknown field {key!r} (allowed: {', '.join(properties)})")
-    for key in schema.get("required", ()):
-        if key not in value:
-            raise Invalid(f"{path}: missing required field {key!r}")
-    for key, item in value.items():
-        validate(item, properties[key], f"{path}.{key}")
-
-
-def _validate_array(value: list[Any], schema: Schema, path: str) -> None:
-    if len(value) < schema.get("minItems", 0):
-        raise Invalid(f"{path}: expected at least {schema['minItems']} items, got {len(value)}")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        raise Invalid(f"{path}: expected at most {schema['maxItems']} items, got {len(value)}")
-    for i, item in enumerate(value):
-        validate(item, schema["items"], f"{path}[{i}]")
-
-
-def _validate_string(value: str, schema: Schema, path: str) -> None:
-    if len(value) < schema.get("minLength", 0):
-        raise Invalid(f"{path}: must not be empty")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        raise Invalid(f"{path}: longer than {schema['maxLength']} characters")
-    if "enum" in schema and value not in schema["enum"]:
-        raise Invalid(f"{path}: must be one of {schema['enum']}, got {value!r}")
-
-
-def _validate_number(value: float, schema: Schema, path: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise Invalid(f"{path}: must be a finite number")
-    if "minimum" in schema and value < schema["minimum"]:
-        raise Invalid(f"{path}: must be >= {schema['minimum']}, got {value}")
-    if "maximum" in schema and value > schema["maximum"]:
-        raise Invalid(f"{path}: must be <= {schema['maximum']}, got {value}")
-
-
-def _json_type(value: Any) -> str:
-    for name, types in _TYPES.items():
-        if isinstance(value, types) and not (name != "boolean" and isinstance(value, bool)):
-            return name
-    return "null" if value is None else type(value).__name__
-
+ERROR: Schema = {
+    "type": "object",
+    "description": "Every 4xx and 5xx answer: one sentence naming the culprit and what would work",
+    "properties": {"error": {"type": "string", "minLength": 1},
+                   "status": {"type": "integer", "minimum": 400, "maximum": 599}},
+    "required": ["error", "status"],
+}  # fmt: skip
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+CONCEPT_INFO: Schema = {
+    "type": "object",
+    "properties": {
+        "concept_id": {"type": "integer", "minimum": 0},
+        "text": {"type": ["string", "null"]},
+        "exemplars": {"type": "array", "items": {
+            "type": "object", "properties": {"box": {"type": "array", "items": {"type": "number"}},
+                                             "positive": {"type": "boolean"}}}},
+        "thresholds": {"type": "object", "properties": {"detection": _NULLABLE_NUMBER,
+                                                        "new_object": _NULLABLE_NUMBER}},
+    },
+    "required": ["concept_id", "text", "exemplars", "thresholds"],
+}  # fmt: skip
+STREAM_INFO: Schema = {
+    "type": "object",
+    "properties": {
+        "stream_id": {"type": "string"},
+        "state": {"type": "string",
+                  "enum": ["connecting", "live", "reconnecting", "gap", "ended", "failed"]},
+        "source": {"type": ["string", "null"], "description": "credentials removed"},
+        "error": {"type": ["string", "null"]},
+        "frames_in": {"type": "integer"}, "frames_out": {"type": "integer"},
+        "fps_in": {"type": "number"}, "fps_out": {"type": "number"},
+        "latency_ms_p50": {"type": "number"}, "latency_ms_p99": {"type": "number"},
+        "drops": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "objects": {"type": "integer"},
+        "concepts": {"type": "array", "items": CONCEPT_INFO},
+    },
+    "required": ["stream_id", "state", "source", "error", "frames_in", "frames_out", "objects",
+                 "concepts"],
+}  # fmt: skip
+OBJECT_INFO: Schema = {
+    "type": "object",
+    "properties": {
+        "object_id": {"type": "integer"}, "concept_id": {"type": ["integer", "null"]},
+        "score": {"type": "number"}, "box_xyxy": {"type": "array", "items": {"type": "number"}},
+        "area": {"type": "number"}, "state": {"type": "string", "enum": ["tentative", "confirmed"]},
+        "first_seq": {"type": "integer"}, "last_seq": {"type": "integer"},
+    },
+    "required": ["object_id", "concept_id", "state"],
+}  # fmt: skip
+HEALTH: Schema = {
+    "type": "object",
+    "properties": {"status": {"const": "ok"}, "version": {"type": "string"},
+                   "device": {"type": "string"}, "streams": {"type": "integer"},
+                   "live": {"type": "integer"}, "subscribers": {"type": "integer"}},
+    "required": ["status", "version", "streams"],
+}  # fmt: skip
+MODEL_INFO: Schema = {
+    "type": "object",
+    "properties": {
+        "name": {"type": ["string", "null"], "description": "e.g. embedded, sam3; null: unknown"},
+        "known_concepts": {"type": ["array", "null"], "items": {"type": "string"},
+                           "description": "a closed-vocabulary model's phrases (the embedded "
+                           "model's world); null: an open vocabulary, any words"},
+        "default_source": {"type": ["string", "null"],
+                           "description": "a source this model has something to find in"},
+        "default_prompt": {"type": ["string", "null"]},
+    },
+    "required": ["name", "known_concepts"],
+}  # fmt: skip
 
 # --- the document --------------------------------------------------------------------------
 
-_ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+
+def _json(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+_WHY = {
+    400: "the body breaks the schema or a rule it cannot express (a box's order), or a path id "
+    "is not an integer; the sentence names the field",
+    401: "a token is configured and the request carries a missing or wrong one",
+    404: "no such stream, concept or object",
+    409: "the stream id is taken, or the engine runs its most streams",
+    413: "the body is larger than the server allows (64 KiB by default)",
+    415: "the body is not application/json",
+    422: "well formed, but the source cannot be opened or an output cannot be written",
+    500: "a bug: the engine logs it",
 }
+_BODY_ERRORS = (400, 413, 415)
 
 
 def _op(
-    summary: str, body: Schema | None = None, ok: int = 200, errors: tuple[int, ...] = ()
+    op_id: str,
+    summary: str,
+    *,
+    body: Schema | None = None,
+    ok: int = 200,
+    answer: Schema | None = None,
+    media: str = "application/json",
+    errors: tuple[int, ...] = (),
+    links: dict[str, Schema] | None = None,
+    secured: bool = True,
 ) -> Schema:
-    op: Schema = {"summary": summary, "responses": {str(ok): {"description": "OK"}}}
+    success: Schema = {"description": "OK" if ok != 204 else "done, no body"}
+    if answer is not None:
+        success["content"] = {media: {"schema": answer}}
+    if links:
+        success["links"] = links
+    op: Schema = {"operationId": op_id, "summary": summary, "responses": {str(ok): success}}
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    for status in (401, *errors):
-        op["responses"][str(status)] = {
-            "description": "error", "content": {"application/json": {"schema": _ERROR}},
-        }  # fmt: skip
+        op["requestBody"] = {"required": True, "content": _json(body)}
+        errors = (*_BODY_ERRORS, *errors)
+    for status in sorted({*errors, 500, *((401,) if secured else ())}):
+        op["responses"][str(status)] = {"description": _WHY[status], "content": _json(ERROR)}
+    if not secured:
+        op["security"] = []
     return op
 
 
+def _path(*names: str) -> list[Schema]:
+    params = {"stream_id": STREAM_ID, "concept_id": ID_PARAM, "object_id": ID_PARAM}
+    return [{"name": n, "in": "path", "required": True, "schema": params[n]} for n in names]
+
+
+def _link(op_id: str, **params: str) -> Schema:
+    return {"operationId": op_id, "parameters": params}
+
+
 def document(version: str) -> Schema:
-    """The OpenAPI 3.1 description of every route the control API serves."""
+    """The OpenAPI 3.1 description of every route of the control API (WHIP/WHEP and the page:
+    docs/webrtc.md)."""
     stream = "/v1/streams/{stream_id}"
-    ws_note = ("WebSocket: binary messages, one msgpack event each, Hello first. Query: "
-               "queue=N (1..65536), overflow=drop_oldest|disconnect.")  # fmt: skip
+    ws_note = ("WebSocket only (an HTTP GET without the upgrade gets 400): binary messages, "
+               "one msgpack event each, Hello first.")  # fmt: skip
+    ws_query = [
+        {"name": "queue", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": 65536, "default": 256}},
+        {"name": "overflow", "in": "query",
+         "schema": {"type": "string", "enum": ["drop_oldest", "disconnect"]}},
+    ]  # fmt: skip
+    by_stream = "$response.body#/stream_id"
+    new_stream = {name: _link(name, stream_id=by_stream) for name in
+                  ("getStream", "removeStream", "listConcepts", "addConcept", "listObjects",
+                   "addObject")}  # fmt: skip
+    new_concept = {"removeConcept": _link("removeConcept", stream_id="$request.path.stream_id",
+                                          concept_id="$response.body#/concept_id")}  # fmt: skip
+    new_object = {name: _link(name, stream_id="$request.path.stream_id",
+                              object_id="$response.body#/object_id")
+                  for name in ("refineObject", "removeObject")}  # fmt: skip
+    listed = {"type": "object", "properties": {}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "sam3-streamer control API", "version": version},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
+        "info": {
+            "title": "sam3-streamer control API",
+            "version": version,
+            "description": "Bodies are JSON with no unknown fields; every error is the Error "
+            "object. With a token configured, every route but /v1/health needs `Authorization: "
+            "Bearer <token>` (WebSockets may pass `?token=`).",
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "only when the server has a token"}},
+            "schemas": {"Error": ERROR, "Stream": STREAM, "Concept": CONCEPT,
+                        "ObjectPrompt": OBJECT_PROMPT, "StreamInfo": STREAM_INFO,
+                        "ConceptInfo": CONCEPT_INFO, "ObjectInfo": OBJECT_INFO,
+                        "ModelInfo": MODEL_INFO},
+        },  # fmt: skip
+        "security": [{}, {"bearer": []}],  # optional: a server without a token needs none
         "paths": {
-            "/v1/health": {"get": _op("Liveness, model and stream counts")},
-            "/metrics": {"get": _op("Prometheus metrics (text exposition)")},
-            "/v1/openapi.json": {"get": _op("This document")},
+            "/v1/health": {"get": _op("health", "Liveness and stream counts", answer=HEALTH,
+                                      secured=False)},
+            "/metrics": {"get": _op("metrics", "Prometheus metrics (text exposition)",
+                                    answer={"type": "string"}, media="text/plain")},
+            "/v1/openapi.json": {"get": _op("openapi", "This document", answer={"type": "object"})},
+            "/v1/model": {"get": _op("model", "The loaded model and the concepts it knows",
+                                     answer=MODEL_INFO)},
             "/v1/streams": {
-                "get": _op("List streams"),
-                "post": _op("Add a stream", STREAM, 201, (400, 409, 413, 415, 422)),
+                "get": _op("listStreams", "List streams", answer={**listed, "properties": {
+                    "streams": {"type": "array", "items": STREAM_INFO}}}),
+                "post": _op("addStream", "Add a stream", body=STREAM, ok=201, answer=STREAM_INFO,
+                            errors=(409, 422), links=new_stream),
             },
             stream: {
-                "get": _op("One stream: state, figures, concepts", errors=(404,)),
-                "delete": _op(
-                    "Stop a stream (drains, then ends its objects)", ok=204, errors=(404,)
-                ),
+                "parameters": _path("stream_id"),
+                "get": _op("getStream", "One stream: state, figures, concepts",
+                           answer=STREAM_INFO, errors=(404,)),
+                "delete": _op("removeStream", "Stop a stream (drains, then ends its objects)",
+                              ok=204, errors=(404,)),
             },
             f"{stream}/concepts": {
-                "get": _op("List concepts", errors=(404,)),
-                "post": _op("Add a concept", CONCEPT, 201, (400, 404, 413, 415)),
+                "parameters": _path("stream_id"),
+                "get": _op("listConcepts", "List concepts", errors=(404,), answer={
+                    **listed, "properties": {"concepts": {"type": "array", "items": CONCEPT_INFO}}}),
+                "post": _op("addConcept", "Add a concept", body=CONCEPT, ok=201,
+                            answer=CONCEPT_INFO, errors=(404,), links=new_concept),
             },
             f"{stream}/concepts/{{concept_id}}": {
-                "delete": _op("Remove a concept", ok=204, errors=(400, 404))
+                "parameters": _path("stream_id", "concept_id"),
+                "delete": _op("removeConcept", "Remove a concept", ok=204, errors=(400, 404)),
             },
             f"{stream}/objects": {
-                "get": _op("Objects on the latest processed frame", errors=(404,)),
-                "post": _op("Add an object by box and/or clicks", OBJECT_PROMPT, 201, (400, 404)),
+                "parameters": _path("stream_id"),
+                "get": _op("listObjects", "Objects on the latest processed frame", errors=(404,),
+                           answer={**listed, "properties": {
+                               "objects": {"type": "array", "items": OBJECT_INFO}}}),
+                "post": _op("addObject", "Add an object by box and/or clicks", body=OBJECT_PROMPT,
+                            ok=201, answer={"type": "object", "properties": {
+                                "object_id": {"type": "integer"}}, "required": ["object_id"]},
+                            errors=(404,), links=new_object),
             },
             f"{stream}/objects/{{object_id}}": {
-                "patch": _op(
-                    "Refine an object with a box and/or clicks", OBJECT_PROMPT, 200, (400, 404)
-                ),
-                "delete": _op("Remove an object", ok=204, errors=(400, 404)),
+                "parameters": _path("stream_id", "object_id"),
+                "patch": _op("refineObject", "Refine an object with a box and/or clicks",
+                             body=OBJECT_PROMPT, errors=(404,)),
+                "delete": _op("removeObject", "Remove an object", ok=204, errors=(400, 404)),
             },
             f"{stream}/events": {
-                "get": _op(f"Events of one stream. {ws_note}", ok=101, errors=(404,))
+                "parameters": _path("stream_id"),
+                "get": {**_op("streamEvents", f"Events of one stream. {ws_note}", ok=101,
+                              errors=(400, 404)), "parameters": ws_query},
             },
-            "/v1/events": {"get": _op(f"Events of every stream. {ws_note}", ok=101)},
+            "/v1/events": {
+                "get": {**_op("allEvents", f"Events of every stream. {ws_note}", ok=101,
+                              errors=(400,)), "parameters": ws_query},
+            },
         },
-    }
+    }  # fmt: skip
+
+
+__all__ = ["CONCEPT", "OBJECT_PROMPT", "STREAM", "Invalid", "Schema", "document", "validate"]

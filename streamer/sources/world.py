@@ -58,6 +58,16 @@ def render_clip(config: WorldSourceConfig, k: int) -> Clip:
     return clip_sample(Split.HELD_OUT_SEEDS, config.seed + k, clip_config)
 
 
+def world_concepts() -> tuple[str, ...]:
+    """The phrases the embedded model was trained to find in this world, shortest first: each
+    shape, then each colour with each shape (less the pairs held out of training)."""
+    from model.embedded.world.concepts import Colour, Phrase, Shape, is_held_out
+
+    phrases = [Phrase(shape=s) for s in Shape]
+    phrases += [Phrase(shape=s, colour=c) for c in Colour for s in Shape]
+    return tuple(p.text for p in phrases if not is_held_out(p))
+
+
 class WorldSource(ThreadedSource):
     """Concept-world clips paced at `fps` in a thread; live, so the newest frame wins."""
 

@@ -4,10 +4,15 @@
 //
 // Authentication: open the page as /#token=TOKEN when the engine has a token. The fragment never
 // leaves the browser; the page sends `Authorization: Bearer TOKEN` on every fetch (REST, WHIP,
-// WHEP). URL parameters (for links and tests): ?source=webcam|canvas|stream&stream=ID
+// WHEP). URL parameters (for links and tests): ?source=webcam|canvas|stream|server&stream=ID
 // &concepts=a,b&redact=1&autostart=1.
+//
+// The defaults come from GET /v1/model: a model with a closed vocabulary (the embedded one) names
+// a scene it knows (source "server": the engine opens it, e.g. world://384@15) and a prompt it
+// answers; the page lists its known concepts, and says so when a concept finds nothing for 5 s.
 
 import { parseEvent } from "./events.js";
+import { NothingFound } from "./nothing.js";
 import { colourOf, drawResult } from "./overlay.js";
 import { whepView, whipPublish } from "./webrtc.js";
 
@@ -20,8 +25,9 @@ const auth = token ? { Authorization: `Bearer ${token}` } : {};
 // Everything a test (or a curious user in the console) may read.
 const stats = (window.sam3 = {
   events: 0, frameResults: 0, framesWithMasks: 0, maskPixels: 0, videoFrames: 0,
-  lastLatencyMs: null, hello: null, errors: [], running: false,
+  lastLatencyMs: null, hello: null, errors: [], running: false, model: null, nothingFound: [],
 });
+const nothing = new NothingFound(5000);
 
 let current = null;              // {publisher, viewer, streamId, canvasTimer}
 const concepts = new Map();      // concept id -> text
@@ -78,7 +84,13 @@ async function start() {
   concepts.clear();
   objects.clear();
   current = { streamId, publisher: null, viewer: null, timer: null };
-  if (source !== "stream") {
+  if (source === "server") {
+    current.created = streamId;
+    await api("/v1/streams", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ source: stats.model.default_source, stream_id: streamId, concepts: texts.map((text) => ({ text })) }),
+    });
+  } else if (source !== "stream") {
     const media = await mediaFor(source);
     current.timer = media.timer;
     const query = new URLSearchParams();
@@ -96,6 +108,7 @@ async function start() {
   // ConceptsChanged is only sent on a change: a viewer that joins later asks for the table once.
   const table = await api(`/v1/streams/${encodeURIComponent(streamId)}/concepts`);
   for (const c of table.concepts) if (!concepts.has(c.concept_id)) concepts.set(c.concept_id, c.text ?? `exemplar ${c.concept_id}`);
+  nothing.setConcepts([...concepts.keys()], Date.now());
   stats.running = true;
   $("start").disabled = true;
   $("stop").disabled = false;
@@ -108,6 +121,8 @@ async function stop() {
   if (c?.timer) clearInterval(c.timer);
   await c?.viewer?.stop();
   await c?.publisher?.stop();
+  if (c?.created) await api(`/v1/streams/${encodeURIComponent(c.created)}`, { method: "DELETE" }).catch(() => {});
+  showNothing([]);
   $("video").srcObject = null;
   $("start").disabled = false;
   $("stop").disabled = true;
@@ -146,6 +161,7 @@ const HANDLERS = {
   concepts_changed: (e) => {
     concepts.clear();
     for (const c of e.concepts) concepts.set(c.conceptId, c.text ?? `exemplar ${c.conceptId}`);
+    nothing.setConcepts([...concepts.keys()], Date.now());
   },
   object_started: (e) => {
     objects.set(e.objectId, { conceptId: e.conceptId, score: 0, state: "tentative", startedMs: Date.now(), endedMs: null });
@@ -166,6 +182,7 @@ const HANDLERS = {
       const o = objects.get(obj.objectId) ?? { conceptId: obj.conceptId, startedMs: Date.now(), endedMs: null };
       objects.set(obj.objectId, { ...o, score: obj.score, state: obj.state });
     }
+    showNothing(nothing.onFrame(e.objects, Date.now()));
     stats.lastLatencyMs = Date.now() - e.capturedNs / 1e6;   // same machine clock as the engine
     $("event-latency").textContent = `${stats.lastLatencyMs.toFixed(0)} ms (capture → page)`;
     renderObjects();
@@ -176,6 +193,16 @@ const HANDLERS = {
     $("latency").textContent = `${e.latencyP50.toFixed(0)} / ${e.latencyP99.toFixed(0)} ms`;
   },
 };
+
+function showNothing(ids) {
+  const texts = ids.map((id) => concepts.get(id) ?? `concept ${id}`);
+  stats.nothingFound = texts;
+  const banner = $("nothing");
+  banner.hidden = texts.length === 0;
+  const known = stats.model?.known_concepts;
+  const hint = known ? ` This model knows: ${known.slice(0, 12).join(", ")}${known.length > 12 ? ", ..." : ""}.` : "";
+  banner.textContent = texts.length ? `Nothing found for ${texts.map((t) => `"${t}"`).join(", ")} in the last 5 s.${hint}` : "";
+}
 
 const MAX_ENDED_ROWS = 20;
 
@@ -217,9 +244,35 @@ $("controls").addEventListener("submit", (e) => {
 $("stop").addEventListener("click", () => stop().catch(fail));
 window.addEventListener("pagehide", () => { if (current) stop(); });
 
-for (const [name, input] of [["source", "source"], ["stream", "stream-id"], ["concepts", "concepts"]]) {
-  if (params.has(name)) $(input).value = params.get(name);
+// The model's defaults first (a scene and a prompt it answers), then what the URL asks for.
+async function applyModel() {
+  const model = await api("/v1/model").catch((error) => { fail(error); return null; });
+  stats.model = model;
+  if (model?.default_source) {
+    const option = document.querySelector('#source option[value="server"]');
+    option.hidden = false;
+    option.textContent = `${model.default_source} (the model's scene, opened by the engine)`;
+    $("source").value = "server";
+    $("stream-id").value = "scene";
+  }
+  if (model?.default_prompt) $("concepts").value = model.default_prompt;
+  if (model?.known_concepts) {
+    $("known").hidden = false;
+    $("known-list").replaceChildren(...model.known_concepts.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;   // model text: never as HTML
+      li.addEventListener("click", () => { $("concepts").value = text; });
+      return li;
+    }));
+  }
 }
-if (params.get("redact") === "1") $("redact").checked = true;
-$("source").dispatchEvent(new Event("change"));
-if (params.get("autostart") === "1") $("controls").requestSubmit();
+
+applyModel().finally(() => {
+  for (const [name, input] of [["source", "source"], ["stream", "stream-id"], ["concepts", "concepts"]]) {
+    if (params.has(name)) $(input).value = params.get(name);
+  }
+  if (params.get("redact") === "1") $("redact").checked = true;
+  $("source").dispatchEvent(new Event("change"));
+  stats.ready = true;
+  if (params.get("autostart") === "1") $("controls").requestSubmit();
+});

@@ -80,6 +80,24 @@ async def test_stream_concept_and_object_lifecycle() -> None:
         ({"source": "nowhere"}, 422, "cannot open nowhere"),
         ({"source": "cam", "stream_id": "a/b"}, 400, "letters, digits"),
         ([1, 2], 400, "expected object, got array"),
+        ({"source": "cam", "concepts": [{"text": "   "}]}, 400, "at least one word"),
+        ({"source": "cam", "concepts": [{"text": ""}]}, 400, "concepts[0].text"),
+        ({"source": "   "}, 400, "give a source"),
+        ({"source": "ftp://x/y"}, 422, "unsupported source ftp://"),
+        (
+            {"source": "cam", "concepts": [{"text": "red", "thresholds": {"detection": 0.0}}]},
+            400,
+            "thresholds.detection: must be >= 0.05",
+        ),
+        (
+            {"source": "cam", "concepts": [{"text": "red", "thresholds": {"new_object": 1.5}}]},
+            400,
+            "must be <= 1.0",
+        ),
+        ({"source": "cam", "concepts": [{"text": "red", "max_objects": 0}]}, 400, "max_objects"),
+        ({"source": "cam", "concepts": [{"text": "red", "max_objects": 257}]}, 400, "<= 256"),
+        ({"source": "cam", "concepts": [{"exemplars": []}]}, 400, "a concept needs a text"),
+        ({"source": "cam", "stream_id": "cam\n"}, 400, "stream id is 1-64 letters"),
     ],
 )
 async def test_bad_stream_bodies_get_clear_json_errors(
@@ -151,3 +169,30 @@ async def test_metrics_and_openapi() -> None:
             "schema"
         ]
         assert body["required"] == ["source"]
+
+
+async def test_bad_input_is_a_sentence_never_a_500() -> None:
+    async with running_api(fake_engine(cam=live_camera())) as (engine, client):
+        await client.post("/v1/streams", json={"source": "cam", "stream_id": "c"})
+        json_headers = {"Content-Type": "application/json"}
+        cases = [
+            ("POST", "/v1/streams", '{"source": NaN}', 400, "NaN is not a JSON number"),
+            ("POST", "/v1/streams", "[" * 5000 + "]" * 5000, 400, "nested too deeply"),
+            ("POST", "/v1/streams/c/objects", "{}", 400, "give a box, points, or both"),
+            ("POST", "/v1/streams/c/objects", '{"box": [5, 5, 5, 9]}', 400, "x1 > x0"),
+            ("POST", "/v1/streams/c/objects", '{"points": [{"xy": [1]}]}', 400, "xy"),
+            ("PATCH", "/v1/streams/c/objects/\u00b2", '{"box": [0, 0, 1, 1]}', 400, "integer"),
+            ("DELETE", "/v1/streams/c/objects/42", "", 404, "42"),
+            ("POST", "/v1/streams/nope/concepts", '{"text": "red"}', 404, "no stream 'nope'"),
+        ]
+        for method, path, body, status, needle in cases:
+            r = await client.request(method, path, data=body, headers=json_headers)
+            payload = await r.json()
+            assert (r.status, payload["status"]) == (status, status), (path, body[:40], payload)
+            assert needle in payload["error"], (path, payload)
+        r = await client.post("/v1/streams/c/concepts", data="text=red",
+                              headers={"Content-Type": "text/plain"})  # fmt: skip
+        assert r.status == 415 and "text/plain" in (await r.json())["error"]
+        r = await client.post("/v1/streams/c/concepts", json={"text": "r" * 70_000})
+        assert r.status == 413 and "larger than 65536 bytes" in (await r.json())["error"]
+        assert engine.get("c").state.value == "live"  # the stream kept serving

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
@@ -88,23 +86,3 @@ def test_bad_inputs_are_rejected_with_a_message(noisy: np.ndarray) -> None:
         redact_all(noisy[..., 0], RedactConfig())
     with pytest.raises(ValueError, match="margin_px"):
         RedactConfig(margin_px=-1)
-
-
-def test_1080p_redaction_is_fast() -> None:
-    """Budget on this 2-core CI box; the printed figures go to the report."""
-    rng = np.random.default_rng(1)
-    frame = rng.integers(0, 256, size=(1080, 1920, 3), dtype=np.uint8)
-    masks = [disc(600, 400, 150, (1080, 1920)), disc(1500, 800, 100, (1080, 1920))]
-    config = RedactConfig(margin_px=8)
-    redact(frame, masks, config)  # warm-up
-    timings = {}
-    for name, run in (
-        ("redact 2 masks", lambda: redact(frame, masks, config)),
-        ("redact_all", lambda: redact_all(frame, config)),
-    ):
-        started = time.perf_counter()
-        for _ in range(10):
-            run()
-        timings[name] = (time.perf_counter() - started) / 10 * 1000
-    print({k: f"{v:.1f} ms" for k, v in timings.items()})
-    assert timings["redact 2 masks"] < 40 and timings["redact_all"] < 40

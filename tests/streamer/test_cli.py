@@ -191,10 +191,14 @@ async def test_refused_rtsp_with_max_reconnects_fails_alone(
                 async with http.get(f"{base}/v1/streams/{stream_id}") as r:
                     return await r.json()  # type: ignore[no-any-return]
 
-            s1 = await poll(lambda: stream("s1"), lambda s: s["state"] == "failed")
+            s1 = await poll(  # two refused attempts and their back-off: slower under load
+                lambda: stream("s1"), lambda s: s["state"] == "failed", within_s=60
+            )
             assert s1["error"] == f"{refused}: Connection refused (gave up after 2 attempts)"
             frames = (await stream("s2"))["frames_out"]
-            s2 = await poll(lambda: stream("s2"), lambda s: s["frames_out"] >= frames + 5)
+            s2 = await poll(
+                lambda: stream("s2"), lambda s: s["frames_out"] >= frames + 5, within_s=60
+            )
             assert s2["state"] == "live"
             # the same bound through the HTTP API
             async with http.post(

