@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,9 @@ from aiohttp.typedefs import Middleware
 from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
 from streamer.blur import RedactConfig, RedactStyle
 from streamer.engine import Engine, StreamNotFound, StreamSpec
+from streamer.limits import MAX_OBJECTS_SCHEMA, LimitError, check_concept, output_path
 from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
+from streamer.outputs import is_push_target
 from streamer.publish import ENGINE_VERSION
 from streamer.session import Session
 from streamer.sinks.redaction import OnMissing, RedactionSpec
@@ -35,6 +38,17 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+OUT_DIR: web.AppKey[Path] = web.AppKey("out_dir", Path)
+
+
+def _with_max_objects(concept: Schema) -> Schema:
+    """The concept body with its `max_objects` field (streamer/limits.py)."""
+    return {**concept, "properties": {**concept["properties"], "max_objects": MAX_OBJECTS_SCHEMA}}
+
+
+_CONCEPT = _with_max_objects(CONCEPT)
+_STREAM = {**STREAM, "properties": {**STREAM["properties"], "concepts": {
+    **STREAM["properties"]["concepts"], "items": _CONCEPT}}}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,9 @@ class ApiConfig:
     token: str | None = field(default=None, repr=False)  # a secret: never in a printed config
     max_body_bytes: int = 64 * 1024
     webrtc: WebRtcConfig | None = WebRtcConfig()  # WHIP/WHEP and the page at /; None: off
+    # video files that API clients name are written only inside this folder (relative names are
+    # taken inside it); None: the working directory when the app is made
+    out_dir: Path | None = None
 
 
 def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Application:
@@ -52,6 +69,7 @@ def create_app(engine: Engine, config: ApiConfig = ApiConfig()) -> web.Applicati
         middlewares=[_errors_as_json, _bearer(config.token)],
     )
     app[ENGINE] = engine
+    app[OUT_DIR] = (config.out_dir or Path.cwd()).resolve()
     r = app.router
     r.add_get("/v1/health", health)
     r.add_get("/v1/openapi.json", openapi)
@@ -101,8 +119,8 @@ async def list_streams(request: web.Request) -> web.Response:
 
 
 async def add_stream(request: web.Request) -> web.Response:
-    body = await _body(request, STREAM)
-    spec = _stream_spec(body)
+    body = await _body(request, _STREAM)
+    spec = _stream_spec(body, request.app[OUT_DIR])
     try:
         session = await request.app[ENGINE].add_stream(spec)
     except SourceError as error:
@@ -131,8 +149,9 @@ async def list_concepts(request: web.Request) -> web.Response:
 
 async def add_concept(request: web.Request) -> web.Response:
     session = _session(request)
-    concept = _concept(await _body(request, CONCEPT), "body")
+    concept = _concept(await _body(request, _CONCEPT), "body")
     concept_id = await _edit(session.add_concept(concept))
+    concept = session.concepts.get(concept_id, concept)  # with the engine's defaults filled in
     return web.json_response(_concept_json(concept_id, concept), status=201)
 
 
@@ -200,7 +219,7 @@ async def _body(request: web.Request, schema: Schema) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def _stream_spec(body: dict[str, Any]) -> StreamSpec:
+def _stream_spec(body: dict[str, Any], out_dir: Path) -> StreamSpec:
     concepts = tuple(
         _concept(c, f"body.concepts[{i}]") for i, c in enumerate(body.get("concepts", []))
     )
@@ -212,7 +231,7 @@ def _stream_spec(body: dict[str, Any]) -> StreamSpec:
             draw=RedactConfig(
                 style=RedactStyle(r.get("style", "blur")), margin_px=r.get("margin_px", 8)
             ),
-            outputs=tuple(r.get("outputs", ())),
+            outputs=_outputs(r.get("outputs", ()), out_dir),
             budget_s=r.get("budget_ms", 1000) / 1000,
             on_missing=OnMissing(r.get("on_missing", "blur")),
         )
@@ -224,19 +243,35 @@ def _stream_spec(body: dict[str, Any]) -> StreamSpec:
     )  # fmt: skip
 
 
+def _outputs(targets: list[str], out_dir: Path) -> tuple[str, ...]:
+    """Video files only inside `out_dir` (as absolute paths); RTSP push URLs as they are."""
+    try:
+        return tuple(
+            t if is_push_target(t) else str(output_path(t, out_dir, f"body.redaction.outputs[{i}]"))
+            for i, t in enumerate(targets)
+        )
+    except LimitError as error:
+        raise _json_error(web.HTTPBadRequest, str(error)) from None
+
+
 def _concept(body: dict[str, Any], path: str) -> Concept:
     thresholds = body.get("thresholds", {})
     try:
-        return Concept(
+        concept = Concept(
             text=body.get("text"),
             exemplars=tuple(
                 BoxPrompt(_box(e["box"], path), e.get("positive", True))
                 for e in body.get("exemplars", [])
             ),
             thresholds=ConceptThresholds(thresholds.get("detection"), thresholds.get("new_object")),
+            max_objects=body.get("max_objects"),
         )
+        check_concept(concept, path)  # thresholds and max_objects within streamer/limits.py
+    except LimitError as error:
+        raise _json_error(web.HTTPBadRequest, str(error)) from None
     except ValueError as error:
         raise _json_error(web.HTTPBadRequest, f"{path}: {error}") from None
+    return concept
 
 
 def _object_prompt(body: dict[str, Any]) -> tuple[BoxPrompt | None, tuple[PointPrompt, ...]]:
@@ -304,6 +339,7 @@ def _concept_json(concept_id: int, concept: Concept) -> dict[str, Any]:
         "concept_id": concept_id, "text": concept.text,
         "exemplars": [{"box": list(b.xyxy), "positive": b.positive} for b in concept.exemplars],
         "thresholds": {"detection": concept.thresholds.detection, "new_object": concept.thresholds.new_object},
+        "max_objects": concept.max_objects,
     }  # fmt: skip
 
 
