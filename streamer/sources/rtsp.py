@@ -204,8 +204,9 @@ class RtspSource(ThreadedSource):
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as e:
             given = "the credentials in the URL were refused" if urlsplit(self._url).password else (
                 "the server wants credentials (rtsp://user:password@host/...)")  # fmt: skip
+            status = av_reason(e).split(" (")[0]  # "401 Unauthorized (authorization failed)"
             raise _Permanent(
-                f"authentication failed ({av_reason(e)}): {given}; check the credentials"
+                f"authentication failed ({status}): {given}; check the credentials"
             ) from None
         except av.error.ProtocolNotFoundError as e:
             raise _Permanent(f"protocol not supported by FFmpeg ({av_reason(e)})") from None
