@@ -64,10 +64,15 @@ class Concept:
     text: str | None = None
     exemplars: tuple[BoxPrompt, ...] = ()
     thresholds: ConceptThresholds = ConceptThresholds()
+    max_objects: int | None = (
+        None  # live objects of this concept at most; None: only the stream cap
+    )
 
     def __post_init__(self) -> None:
         if not self.text and not self.exemplars:
             raise ValueError("a concept needs a text, exemplar boxes, or both")
+        if self.max_objects is not None and self.max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1 or None, got {self.max_objects}")
 
 
 @dataclass(frozen=True)
@@ -130,3 +135,5 @@ class FrameTrack:
     started: tuple[ObjectStartedEvent, ...] = ()
     ended: tuple[ObjectEndedEvent, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)  # stage name -> milliseconds
+    # concept id -> detections that would have started an object but met a cap (object_caps.py)
+    capped: dict[int, int] = field(default_factory=dict)

@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -26,8 +27,10 @@ from model.types import BoxPrompt, Concept, ConceptThresholds, PointPrompt
 from streamer.blur import RedactConfig, RedactStyle
 from streamer.engine import Engine, StreamNotFound, StreamSpec
 from streamer.host import HostFull, Placed, StreamHost, StreamView
+from streamer.limits import LimitError, check_concept, output_path
 from streamer.model_info import ModelInfo
 from streamer.openapi import CONCEPT, OBJECT_PROMPT, STREAM, Invalid, Schema, document, validate
+from streamer.outputs import is_push_target
 from streamer.publish import ENGINE_VERSION
 from streamer.sinks.redaction import OnMissing, RedactionSpec
 from streamer.sinks.websocket import serve_events
@@ -41,6 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE: web.AppKey[StreamHost] = web.AppKey("engine")  # the Engine, or a cluster (docs/cluster.md)
 MODEL: web.AppKey[ModelInfo] = web.AppKey("model", ModelInfo)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body_bytes", int)
+OUT_DIR: web.AppKey[Path] = web.AppKey("out_dir", Path)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class ApiConfig:
     max_body_bytes: int = 64 * 1024
     webrtc: WebRtcConfig | None = WebRtcConfig()  # WHIP/WHEP and the page at /; None: off
     model: ModelInfo = ModelInfo()  # GET /v1/model: the page's default source and prompt
+    # video files that API clients name are written only inside this folder (relative names are
+    # taken inside it); None: the working directory when the app is made
+    out_dir: Path | None = None
 
 
 def create_app(engine: StreamHost, config: ApiConfig = ApiConfig()) -> web.Application:
@@ -61,6 +68,7 @@ def create_app(engine: StreamHost, config: ApiConfig = ApiConfig()) -> web.Appli
     app[ENGINE] = engine
     app[MODEL] = config.model
     app[MAX_BODY] = config.max_body_bytes
+    app[OUT_DIR] = (config.out_dir or Path.cwd()).resolve()
     r = app.router
     r.add_get("/v1/health", health)
     r.add_get("/v1/openapi.json", openapi)
@@ -116,7 +124,7 @@ async def list_streams(request: web.Request) -> web.Response:
 
 async def add_stream(request: web.Request) -> web.Response:
     body = await _body(request, STREAM)
-    spec = _stream_spec(body)
+    spec = _stream_spec(body, request.app[OUT_DIR])
     try:
         resolve_source(spec.source)  # what it names, from its text alone: before any engine work
         session = await request.app[ENGINE].add_stream(spec)
@@ -149,6 +157,7 @@ async def add_concept(request: web.Request) -> web.Response:
     session = _session(request)
     concept = _concept(await _body(request, CONCEPT), "body")
     concept_id = await _edit(session.add_concept(concept))
+    concept = session.concepts.get(concept_id, concept)  # with the engine's defaults filled in
     return web.json_response(_concept_json(concept_id, concept), status=201)
 
 
@@ -241,7 +250,7 @@ def _add_stream_refusal(message: str) -> type[web.HTTPException]:
     return web.HTTPBadRequest
 
 
-def _stream_spec(body: dict[str, Any]) -> StreamSpec:
+def _stream_spec(body: dict[str, Any], out_dir: Path) -> StreamSpec:
     concepts = tuple(
         _concept(c, f"body.concepts[{i}]") for i, c in enumerate(body.get("concepts", []))
     )
@@ -253,7 +262,7 @@ def _stream_spec(body: dict[str, Any]) -> StreamSpec:
             draw=RedactConfig(
                 style=RedactStyle(r.get("style", "blur")), margin_px=r.get("margin_px", 8)
             ),
-            outputs=tuple(r.get("outputs", ())),
+            outputs=_outputs(r.get("outputs", ()), out_dir),
             budget_s=r.get("budget_ms", 1000) / 1000,
             on_missing=OnMissing(r.get("on_missing", "blur")),
         )
@@ -265,19 +274,35 @@ def _stream_spec(body: dict[str, Any]) -> StreamSpec:
     )  # fmt: skip
 
 
+def _outputs(targets: list[str], out_dir: Path) -> tuple[str, ...]:
+    """Video files only inside `out_dir` (as absolute paths); RTSP push URLs as they are."""
+    try:
+        return tuple(
+            t if is_push_target(t) else str(output_path(t, out_dir, f"body.redaction.outputs[{i}]"))
+            for i, t in enumerate(targets)
+        )
+    except LimitError as error:
+        raise _json_error(web.HTTPBadRequest, str(error)) from None
+
+
 def _concept(body: dict[str, Any], path: str) -> Concept:
     thresholds = body.get("thresholds", {})
     try:
-        return Concept(
+        concept = Concept(
             text=body.get("text"),
             exemplars=tuple(
                 BoxPrompt(_box(e["box"], path), e.get("positive", True))
                 for e in body.get("exemplars", [])
             ),
             thresholds=ConceptThresholds(thresholds.get("detection"), thresholds.get("new_object")),
+            max_objects=body.get("max_objects"),
         )
+        check_concept(concept, path)  # thresholds and max_objects within streamer/limits.py
+    except LimitError as error:
+        raise _json_error(web.HTTPBadRequest, str(error)) from None
     except ValueError as error:
         raise _json_error(web.HTTPBadRequest, f"{path}: {error}") from None
+    return concept
 
 
 def _object_prompt(body: dict[str, Any]) -> tuple[BoxPrompt | None, tuple[PointPrompt, ...]]:
@@ -349,6 +374,7 @@ def _concept_json(concept_id: int, concept: Concept) -> dict[str, Any]:
         "concept_id": concept_id, "text": concept.text,
         "exemplars": [{"box": list(b.xyxy), "positive": b.positive} for b in concept.exemplars],
         "thresholds": {"detection": concept.thresholds.detection, "new_object": concept.thresholds.new_object},
+        "max_objects": concept.max_objects,
     }  # fmt: skip
 
 

@@ -48,6 +48,7 @@ from streamer.status import StatusBoard, print_summary, probe_frame_count
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("streamer.sources").setLevel(logging.INFO)  # "connecting to rtsp://..."
     try:
         if args.command == "demo":
             return asyncio.run(demo(args, load_tracker_factory))
@@ -196,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="an IP address WebRTC peers can reach this machine at (repeatable; "
                             "default: follow --host)")  # fmt: skip
 
+    def out_dir_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out-dir", metavar="DIR",
+                       help="the folder API clients may write video files in (default: the "
+                            "working directory); a path outside it is refused")  # fmt: skip
+
     def nats_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--nats",
@@ -278,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     nats_flag(run)
     model_flags(run)
     api_flags(run, 8080)
+    out_dir_flag(run)
 
     serve = commands.add_parser("serve", help="serve the HTTP control API and WebSocket events")
     serve.add_argument("--events", metavar="FILE", help="also write every event to a .msgpack log")
@@ -285,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     model_flags(serve)
     api_flags(serve, 8080)
     cluster_flags(serve)
+    out_dir_flag(serve)
 
     demo = commands.add_parser(
         "demo", help="a short self-contained run: redacted mp4, event log, overlay PNG"

@@ -24,6 +24,7 @@ from typing import Any
 from model.types import Concept
 from streamer.channels import Overflow
 from streamer.inference import InferenceWorker, LanePolicy, StreamTracker
+from streamer.limits import DEFAULT, Limits
 from streamer.metrics import Metrics, StreamStats
 from streamer.outputs.base import OutputError
 from streamer.publish import EventBuilder
@@ -71,6 +72,7 @@ class EngineConfig:
     event_log_queue: int = 8192  # events the log may fall behind before losing its oldest
     nats: NatsConfig | None = None  # also publish every stream's events to NATS JetStream
     engine_name: str = "sam3-streamer"
+    limits: Limits = DEFAULT  # thresholds and object caps every stream and concept is held to
 
 
 class StreamNotFound(KeyError):
@@ -183,6 +185,9 @@ class Engine:
         if source is None:  # opening may read a file's header or resolve a host: off the loop
             source = await asyncio.to_thread(self._source_factory, spec, stream_id)
         tracker = await self.worker.call(self._tracker_factory)
+        limit = getattr(tracker, "limit_objects", None)  # VideoTracker has it; test fakes need not
+        if limit is not None:
+            limit(self.config.limits.objects_per_stream)
         lane = self.worker.open_lane(
             stream_id, tracker, LanePolicy(spec.live, spec.latency_budget_s)
         )
@@ -190,7 +195,7 @@ class Engine:
         session = Session(
             stream_id, source=source, lane=lane, publisher=EventBuilder(stream_id), hub=self.hub,
             stats=stats, frame_sinks=sinks, concepts=concepts,
-            status_interval_s=self.config.status_interval_s,
+            status_interval_s=self.config.status_interval_s, limits=self.config.limits,
         )  # fmt: skip
         try:
             for concept in spec.concepts:
@@ -206,7 +211,7 @@ class Engine:
         return session
 
     async def remove_stream(self, stream_id: str, *, drain_s: float | None = None) -> None:
-        """Stop a stream gracefully (drain within `drain_s`), then forget it."""
+        """Stop a stream gracefully (drain within `drain_s`), then forget it and its metrics."""
         session = self.get(stream_id)
         session.stop()
         task = self._tasks.get(stream_id)
@@ -216,6 +221,7 @@ class Engine:
             )
         self._sessions.pop(stream_id, None)
         self._tasks.pop(stream_id, None)
+        self.metrics.forget_stream(stream_id)
 
     async def join(self) -> None:
         """Wait until every stream has ended (files at their end, live ones when stopped)."""

@@ -198,7 +198,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def api_config(args: argparse.Namespace) -> ApiConfig:
-    """ApiConfig from `--host`, `--port`, `--token` (or $STREAMER_TOKEN) and `--ice-host`."""
+    """ApiConfig from `--host`, `--port`, `--token` (or $STREAMER_TOKEN), `--ice-host` and
+    `--out-dir` (the only folder API clients may name video files in)."""
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: expected 0..65535")
     for host in args.ice_host:
@@ -211,9 +212,11 @@ def api_config(args: argparse.Namespace) -> ApiConfig:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     webrtc = WebRtcConfig(ice_hosts=tuple(args.ice_host) if args.ice_host else None)
     choice = model_choice(args)
+    out_dir = getattr(args, "out_dir", None)  # demo: its own outputs' folder
     return ApiConfig(
         host=args.host, port=args.port, token=token, webrtc=webrtc,
         model=model_info(choice.name, choice.checkpoint),
+        out_dir=Path(out_dir) if out_dir else None,
     )  # fmt: skip
 
 

@@ -6,14 +6,19 @@ StreamStatus event come from it. Every update also feeds `Metrics`, the engine's
 registry (one per engine, so several engines in one process, as in tests, never collide):
 
     streamer_stage_seconds{stream,stage}         histogram: decode, queue, model, publish, e2e
-    streamer_frames_total{stream,direction}      in (decoded) / out (published)
+    streamer_frames_total{stream,direction}      in (taken from the source) / out (published)
     streamer_dropped_frames_total{stream,cause}  superseded, stale, redaction_late, ...
     streamer_fps{stream,direction}               rolling rate
     streamer_objects{stream}                     objects on the last published frame
     streamer_reconnects_total{stream}            source reconnects
     streamer_subscriber_dropped_events_total{stream}  events lost by slow subscribers
+    streamer_capped_detections_total{stream,concept}  detections not tracked: an object cap was full
     streamer_batch_size                          frames per model call
     streamer_memory_bytes{kind}                  rss, cuda_allocated
+
+A stream's series go with it (`forget_stream`, when the stream is removed), and a concept's with the
+concept (`forget_concept`): a long-running engine does not collect the names of every stream it
+ever ran.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -59,6 +65,34 @@ class Metrics:
             "streamer_batch_size", "Frames per model call", buckets=(1, 2, 4, 8, 16, 32), registry=r
         )
         self.memory = Gauge("streamer_memory_bytes", "Process memory", ["kind"], registry=r)
+        self.capped = Counter(
+            "streamer_capped_detections", "Detections not tracked because an object cap was full",
+            ["stream", "concept"], registry=r,
+        )  # fmt: skip
+        # every series with a `stream` label: (metric, its label names), for forget_stream
+        self._per_stream: list[tuple[MetricWrapperBase, tuple[str, ...]]] = [
+            (self.stage_seconds, ("stream", "stage")),
+            (self.frames, ("stream", "direction")),
+            (self.drops, ("stream", "cause")),
+            (self.fps, ("stream", "direction")),
+            (self.objects, ("stream",)),
+            (self.reconnects, ("stream",)),
+            (self.subscriber_drops, ("stream",)),
+            (self.capped, ("stream", "concept")),
+        ]
+
+    def forget_stream(self, stream_id: str) -> None:
+        """Remove every series of `stream_id` (it was removed from the engine)."""
+        for metric, names in self._per_stream:
+            for labels in _label_values(metric, names):
+                if labels[0] == stream_id:
+                    metric.remove(*labels)
+
+    def forget_concept(self, stream_id: str, concept_id: int) -> None:
+        """Remove the series of one concept of a stream (the concept was deleted)."""
+        labels = (stream_id, str(concept_id))
+        if labels in _label_values(self.capped, ("stream", "concept")):
+            self.capped.remove(*labels)
 
     def render(self) -> bytes:
         """Prometheus text exposition, with memory sampled now."""
@@ -160,6 +194,12 @@ class StreamStats:
             self._m.subscriber_drops.labels(self.stream_id).inc(total - self.subscriber_drops)
             self.subscriber_drops = total
 
+    def capped_detections(self, concept_id: int, count: int) -> None:
+        self._m.capped.labels(self.stream_id, str(concept_id)).inc(count)
+
+    def forget_concept(self, concept_id: int) -> None:
+        self._m.forget_concept(self.stream_id, concept_id)
+
     def refresh_rates(self) -> None:
         self._m.fps.labels(self.stream_id, "in").set(self.fps_in.per_second())
         self._m.fps.labels(self.stream_id, "out").set(self.fps_out.per_second())
@@ -167,6 +207,16 @@ class StreamStats:
     @property
     def dropped(self) -> int:
         return sum(self.drops.values())
+
+
+def _label_values(metric: MetricWrapperBase, names: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The label values of every child series `metric` has now (read from its samples)."""
+    found = set()
+    for family in metric.collect():
+        for sample in family.samples:
+            if all(name in sample.labels for name in names):
+                found.add(tuple(sample.labels[name] for name in names))
+    return found
 
 
 def _rss_bytes() -> int:

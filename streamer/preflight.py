@@ -44,6 +44,7 @@ def check_run(args: argparse.Namespace) -> None:
         check_new_file(args.events, "--events")
     check_model(model_choice(args))
     if args.events == "ws":
+        check_out_dir(args.out_dir)
         api = api_config(args)
         check_port_free(api.host, api.port)
 
@@ -53,6 +54,7 @@ def check_serve(args: argparse.Namespace) -> None:
     if args.events is not None:
         check_new_file(args.events, "--events")
     check_model(model_choice(args))
+    check_out_dir(args.out_dir)
     api = api_config(args)
     check_port_free(api.host, api.port)
 
@@ -119,6 +121,15 @@ def check_new_file(path_text: str, flag: str) -> None:
                         "name a folder you can write to")  # fmt: skip
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{flag} {path_text}: the file is read-only; name another")
+
+
+def check_out_dir(path_text: str | None) -> None:
+    """`--out-dir` (run, serve): an existing folder, since API clients' files go there."""
+    if path_text is not None and not Path(path_text).is_dir():
+        raise UserError(
+            f"--out-dir {path_text}: no such folder; make it first, or leave the flag out to use "
+            "the working directory"
+        )
 
 
 def check_new_folder(path_text: str, flag: str) -> None:

@@ -46,6 +46,7 @@ _ERROR_CODES = {
     "bad_request": ev.ErrorCode.BAD_REQUEST,
     "not_found": ev.ErrorCode.NOT_FOUND,
     "internal": ev.ErrorCode.INTERNAL,
+    "overloaded": ev.ErrorCode.OVERLOADED,  # a limit held: e.g. a concept at its object cap
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -35,14 +36,18 @@ from model.types import (
     PointPrompt,
 )
 from streamer.inference import Finished, Inferred, Lane
+from streamer.limits import DEFAULT, Limits, check_concept
 from streamer.metrics import StreamStats
 from streamer.outputs.base import OutputError
 from streamer.publish import EventBuilder
 from streamer.sinks.fanout import Hub
 from streamer.sources.base import Source, SourceError, SourceStats
+from streamer.sources.threaded import SourceNote
 from streamer.types import Frame, SourceInfo
 
 log = logging.getLogger(__name__)
+
+CAP_REPORT_EVERY_S = 10.0  # a concept held at its cap is told again at most this often
 
 
 class StreamState(enum.Enum):
@@ -101,6 +106,7 @@ class Session:
         frame_sinks: Sequence[FrameSink] = (),
         concepts: dict[int, Concept] | None = None,
         status_interval_s: float = 1.0,
+        limits: Limits = DEFAULT,
     ) -> None:
         self.stream_id = stream_id
         self.source = source
@@ -118,6 +124,9 @@ class Session:
         self.error: BaseException | None = None
         self.concepts = {} if concepts is None else concepts  # concept id -> concept (live)
         self.objects: dict[int, ObjectInfo] = {}
+        self.limits = limits
+        self.capped: dict[int, int] = {}  # concept id -> detections not tracked (a cap was full)
+        self._cap_told: dict[int, float] = {}  # concept id -> monotonic time it was last reported
         self._started = False
         self._stopping = False
         self._ingest_task: asyncio.Task[None] | None = None
@@ -128,6 +137,8 @@ class Session:
     async def run(self) -> None:
         self.source.on_gap = self.lane.mark_gap
         self.source.on_status = self._on_source_status
+        if hasattr(self.source, "on_note"):  # network sources say what they are doing
+            self.source.on_note = self._on_source_note
         async with asyncio.TaskGroup() as tg:
             self._ingest_task = tg.create_task(self._ingest(), name=f"{self.stream_id}:ingest")
             tg.create_task(self._publish(), name=f"{self.stream_id}:publish")
@@ -149,6 +160,10 @@ class Session:
 
     # --- prompt edits (run on the worker thread between steps) -------------------------
     async def add_concept(self, concept: Concept) -> int:
+        """Raises ValueError (a LimitError) for thresholds or a cap outside `limits`."""
+        check_concept(concept, "concept", self.limits)
+        if concept.max_objects is None:
+            concept = dataclasses.replace(concept, max_objects=self.limits.objects_per_concept)
         concept_id = await self.lane.call(self.lane.tracker.add_concept, concept)
         self.concepts[concept_id] = concept
         self.hub.publish(self.publisher.concepts_changed(self.concepts))
@@ -159,6 +174,9 @@ class Session:
             raise KeyError(f"stream {self.stream_id!r} has no concept {concept_id}")
         await self.lane.call(self.lane.tracker.remove_concept, concept_id)
         del self.concepts[concept_id]
+        self.capped.pop(concept_id, None)
+        self._cap_told.pop(concept_id, None)
+        self.stats.forget_concept(concept_id)
         self.hub.publish(self.publisher.concepts_changed(self.concepts))
 
     async def add_object(
@@ -229,6 +247,7 @@ class Session:
             self.stop()
 
     async def _report(self) -> None:
+        self._publish_status()  # at once: a subscriber learns the stream is connecting
         while not self._published_all.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._published_all.wait(), self.status_interval_s)
@@ -242,6 +261,8 @@ class Session:
         for sink in self.frame_sinks:
             sink.offer_result(frame, track)
         self._remember_objects(frame.seq, track)
+        if track.capped:
+            self._report_capped(track.capped)
         published = time.time_ns()
         self.stats.stage("queue", (outcome.picked_ns - frame.captured_ns) / 1e9)
         self.stats.stage("model", (outcome.done_ns - outcome.picked_ns) / 1e9)
@@ -306,6 +327,43 @@ class Session:
         if new in (StreamState.ENDED, StreamState.FAILED):
             return  # the session decides these once everything is published
         self._set_state(new)
+
+    def _report_capped(self, capped: dict[int, int]) -> None:
+        """Detections that met a cap: counted always, told (log + Error event) on the first
+        frame and then at most every `CAP_REPORT_EVERY_S` per concept, with the running total."""
+        now = time.monotonic()
+        for concept_id, count in capped.items():
+            self.capped[concept_id] = self.capped.get(concept_id, 0) + count
+            self.stats.capped_detections(concept_id, count)
+            told = self._cap_told.get(concept_id)
+            if told is not None and now - told < CAP_REPORT_EVERY_S:
+                continue
+            self._cap_told[concept_id] = now
+            message = self._capped_message(concept_id)
+            log.warning("stream %s: %s", self.stream_id, message)
+            self.hub.publish(self.publisher.error("overloaded", message))
+
+    def _capped_message(self, concept_id: int) -> str:
+        concept = self.concepts.get(concept_id)
+        name = f"concept {concept_id}" + (
+            f" ({concept.text!r})" if concept and concept.text else ""
+        )
+        cap = concept.max_objects if concept is not None else None
+        held = sum(1 for o in self.objects.values() if o.concept_id == concept_id)
+        which = (
+            f"its cap of {cap} objects" if cap is not None and held >= cap
+            else f"the stream's cap of {self.limits.objects_per_stream} objects"
+        )  # fmt: skip
+        return (
+            f"{name} is at {which}: {self.capped[concept_id]} detections not tracked so far "
+            "(raise max_objects or the thresholds)"
+        )
+
+    def _on_source_note(self, note: SourceNote) -> None:
+        """A network source's attempt: the failed ones become `Error` events (source_failed); the
+        stream goes on (the source logged the line)."""
+        if note.failed and not self.done:
+            self.hub.publish(self.publisher.error("source", note.message))
 
     def _output_failed(self, error: OutputError) -> None:
         """One output stopped (it never wrote an unredacted frame); events and the others go on."""

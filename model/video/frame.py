@@ -46,6 +46,7 @@ from model.video.mask_rules import (
     occlusion_suppression,
     suppress_shrunk,
 )
+from model.video.object_caps import cap_per_concept, count_capped
 from model.video.reanchoring import (
     confirm,
     reach_of,
@@ -172,9 +173,13 @@ def run_frame(
         for i, d in regained.items():
             confirm(propagated[i], t, masks_to_boxes(det_shapes[d][None])[0])
         new_dets = [d for d in new_dets if d not in regained.values()]
+        wanted = new_dets
         new_dets = list(
             cap_new_detections(new_dets, dets.scores, cfg.max_num_objects - len(st.tracks))
         )
+        live = (tr.concept_id for tr in st.tracks.values())  # caps: object_caps.py
+        new_dets = list(cap_per_concept(new_dets, dets.scores, dets.groups, st.concepts, live))
+        capped = count_capped(wanted, new_dets, dets.groups)
         revived = {}  # detection -> dormant object it brings back
         if life.dormant and not st.after_gap:
             pairs = revive(cfg, life.dormant_tracks, t, det_shapes, dets.groups, new_dets)
@@ -310,7 +315,7 @@ def run_frame(
         if (event := life.end(st.tracks.pop(track.object_id), EndReason.LOST)) is not None:
             ended.append(event)
     height, width = st.image_size
-    return FrameTrack(t, pts, width, height, objects, started, tuple(ended), timings)
+    return FrameTrack(t, pts, width, height, objects, started, tuple(ended), timings, capped)
 
 
 # --- sections --------------------------------------------------------------------------------

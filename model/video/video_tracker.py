@@ -13,6 +13,7 @@ window, and objects that end once unseen for longer than the gap tolerance.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -83,6 +84,14 @@ class VideoTracker:
     def memory_stats(self) -> dict[int, tuple[int, int]]:
         """object id -> (conditioning, recent) memories held: bounded by the caps."""
         return {oid: track.bank.sizes() for oid, track in self._tracks.items()}
+
+    def limit_objects(self, max_objects: int) -> None:
+        """Hold at most `max_objects` live objects (detections over it are counted in
+        `FrameTrack.capped`); lowers, never raises, the config's `max_num_objects`."""
+        if max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        cap = min(max_objects, self.config.max_num_objects)
+        self.config = dataclasses.replace(self.config, max_num_objects=cap)
 
     # --- edits -------------------------------------------------------------------------------
 
@@ -220,16 +229,7 @@ class VideoTracker:
         self._frame_index += 1
         self._clock_s += 1.0 / self.config.nominal_fps
         if ended:
-            result = FrameTrack(
-                frame_index=result.frame_index,
-                pts=result.pts,
-                width=result.width,
-                height=result.height,
-                objects=result.objects,
-                started=result.started,
-                ended=tuple(ended) + result.ended,
-                timings_ms=result.timings_ms,
-            )
+            result = dataclasses.replace(result, ended=tuple(ended) + result.ended)
         return result
 
 

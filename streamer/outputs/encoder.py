@@ -23,6 +23,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from fractions import Fraction
@@ -38,6 +39,7 @@ from streamer.types import Frame
 log = logging.getLogger(__name__)
 
 _CLOSE = object()  # the sentinel that tells the thread to flush and finish
+DROP_LOG_EVERY_S = 10.0  # a live output that keeps dropping says so at most this often
 
 
 class _InputQueue:
@@ -115,6 +117,8 @@ class EncodingOutput(ABC):
         self._closed = False
         self._written = 0
         self._rebased = 0
+        self._drops_told = 0  # frames dropped when the last warning was logged
+        self._drops_told_at: float | None = None
 
     # -- the VideoOutput contract ---------------------------------------------------------------
 
@@ -131,6 +135,23 @@ class EncodingOutput(ABC):
             )
             self._thread.start()
         await self._queue.put(frame)
+        if self._queue.dropped > self._drops_told and self._written > 0:  # not while connecting
+            self._tell_drops()
+
+    def _tell_drops(self, *, final: bool = False) -> None:
+        """A warning line for frames the input queue dropped: at the first once frames flow, then
+        at most every DROP_LOG_EVERY_S with the total, and once more at the end unless the output
+        failed (its error is the line then). The count is `stats.frames_dropped`."""
+        now = time.monotonic()
+        recent = self._drops_told_at is not None and now - self._drops_told_at < DROP_LOG_EVERY_S
+        if recent and not final:
+            return
+        self._drops_told, self._drops_told_at = self._queue.dropped, now
+        log.warning(
+            "%s: dropped %d of %d frames so far: the encoder or the server is slower than the "
+            "stream (streamer_dropped_frames_total{cause=\"output_dropped\"})",
+            self.name, self._queue.dropped, self._written + self._queue.dropped,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         if self._closed:
@@ -142,6 +163,8 @@ class EncodingOutput(ABC):
             return  # nothing was ever sent: no file is written
         await self._queue.put(_CLOSE, force=True)
         done, _ = await asyncio.wait({self._done}, timeout=self.close_timeout_s)
+        if self._queue.dropped > self._drops_told and self._error is None:  # a failure says more
+            self._tell_drops(final=True)
         if not done:
             self._error = OutputError(
                 f"{self.name}: the encoder did not finish within {self.close_timeout_s:g} s"

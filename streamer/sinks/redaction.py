@@ -108,6 +108,8 @@ class RedactionSink:
             "redaction_missing": self.missing_dropped,
             "redaction_fully_redacted": self.fully_redacted,
             "redaction_output_failed": self._missed,
+            # frames a live output (RTSP push) dropped in its own queue: never sent
+            "output_dropped": sum(output.stats.frames_dropped for output in self._outputs),
         }
 
     async def run(self) -> None:

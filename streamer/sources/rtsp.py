@@ -133,6 +133,8 @@ class RtspSource(ThreadedSource):
         last_frame_at: float | None = None  # monotonic time of the newest frame, across reconnects
         out.status(SourceState.CONNECTING)
         while True:
+            attempt = f" (attempt {failures + 1})" if failures else ""
+            self._say(out, f"connecting to {self.safe_url}{attempt}")
             started = time.monotonic()
             try:
                 container = self._connect(first=last_frame_at is None)
@@ -140,10 +142,7 @@ class RtspSource(ThreadedSource):
                 raise SourceError(f"{self.safe_url}: {e}") from None
             except av.error.FFmpegError as e:
                 failures += 1
-                reason = av_reason(e)
-                if time.monotonic() - started >= 0.9 * self.config.open_timeout_s:
-                    # FFmpeg words its own timeout as 'Invalid data' or 'Immediate exit requested'
-                    reason = f"no answer within {self.config.open_timeout_s:g} s"
+                reason = _attempt_reason(e, self._url, time.monotonic() - started, self.config)
                 attempts = self.config.max_attempts
                 if attempts is not None and failures >= attempts:
                     plural = "s" if failures != 1 else ""
@@ -151,13 +150,7 @@ class RtspSource(ThreadedSource):
                         f"{self.safe_url}: {reason} (gave up after {failures} attempt{plural})"
                     ) from None
                 delay = backoff_delay(failures, self.config, self._rng)
-                log.warning(
-                    "%s: connect failed (%s); retry %d in %.2f s",
-                    self.safe_url,
-                    reason,
-                    failures,
-                    delay,
-                )
+                self._say(out, f"{self.safe_url}: {reason}; retrying in {delay:.2g} s", failed=True)
                 out.sleep(delay)
                 continue
             try:
@@ -175,7 +168,14 @@ class RtspSource(ThreadedSource):
             if stalled:
                 out.status(SourceState.STALLED)
             out.status(SourceState.RECONNECTING)
-            out.sleep(backoff_delay(max(1, failures), self.config, self._rng))
+            delay = backoff_delay(max(1, failures), self.config, self._rng)
+            self._say(out, f"{self.safe_url}: reconnecting in {delay:.2g} s")
+            out.sleep(delay)
+
+    def _say(self, out: Producer, message: str, *, failed: bool = False) -> None:
+        """One line on the log (stderr) and to the session (events); never a credential."""
+        log.log(logging.WARNING if failed else logging.INFO, "%s", message)
+        out.note(message, failed=failed)
 
     def _connect(self, *, first: bool) -> av.container.InputContainer:
         """Open the URL; on the `first` connection, one that has a duration is a clip, not a feed,
@@ -202,8 +202,11 @@ class RtspSource(ThreadedSource):
                 self._url, options=options, timeout=(cfg.open_timeout_s, cfg.stall_timeout_s)
             )
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as e:
+            given = "the credentials in the URL were refused" if urlsplit(self._url).password else (
+                "the server wants credentials (rtsp://user:password@host/...)")  # fmt: skip
+            status = av_reason(e).split(" (")[0]  # "401 Unauthorized (authorization failed)"
             raise _Permanent(
-                f"authentication failed ({av_reason(e)}); check the credentials"
+                f"authentication failed ({status}): {given}; check the credentials"
             ) from None
         except av.error.ProtocolNotFoundError as e:
             raise _Permanent(f"protocol not supported by FFmpeg ({av_reason(e)})") from None
@@ -284,6 +287,20 @@ class RtspSource(ThreadedSource):
             if not self._finite:  # a clip goes on where it was: nothing was missed
                 out.gap(gap)
         out.status(SourceState.LIVE)
+
+
+def _attempt_reason(
+    error: av.error.FFmpegError, url: str, took_s: float, config: RtspConfig
+) -> str:
+    """Why one connection attempt failed, in words a person acts on (credential-free)."""
+    if took_s >= 0.9 * config.open_timeout_s:
+        # FFmpeg words its own timeout as 'Invalid data' or 'Immediate exit requested'
+        return f"no answer within {config.open_timeout_s:g} s"
+    reason = av_reason(error)
+    if isinstance(error, av.error.HTTPNotFoundError) or reason.startswith("404"):
+        path = urlsplit(url).path or "/"
+        return f"{reason}: the server has no stream at {path!r} (check the mount path)"
+    return reason
 
 
 def _seen(pts: int | None, last: int | None) -> bool:

@@ -2,9 +2,11 @@
 
 A subclass writes one blocking method, `_produce(out)`, that runs in a daemon thread and talks to the
 loop only through `out` (a `Producer`): `out.frame(...)`, `out.status(...)`, `out.gap(...)`,
-`out.info(...)` and the interruptible `out.sleep(...)`. Everything the thread reports reaches the loop
-in order through one bounded `Handoff`; the callbacks `on_status` / `on_gap` run on the loop inside
-`__anext__`, so a gap is always reported before the first frame after it.
+`out.info(...)`, `out.note(...)` and the interruptible `out.sleep(...)`. Everything the thread reports
+reaches the loop in order through one bounded `Handoff`; the callbacks `on_status` / `on_gap` /
+`on_note` run on the loop inside `__anext__`, so a gap is always reported before the first frame
+after it. A note is one credential-free line for a person ("connecting to rtsp://cam/1",
+"rtsp://cam/1: Connection refused; retrying in 0.5 s"); `failed` marks a failed attempt.
 
 `aclose()` never waits on FFmpeg: it closes the hand-off (a producer blocked on it wakes up), gives the
 thread `join_timeout_s` to notice, then returns; a thread stuck in a read ends by itself when its read
@@ -46,7 +48,16 @@ class _Info:
     info: SourceInfo
 
 
-_Notice = _Status | _Gap | _Info
+@dataclass(frozen=True, slots=True)
+class SourceNote:
+    """What a source is doing, for a person: one credential-free line; `failed` for a failed
+    connection attempt (the session publishes those as `Error` events)."""
+
+    message: str
+    failed: bool = False
+
+
+_Notice = _Status | _Gap | _Info | SourceNote
 
 
 class Producer:
@@ -78,6 +89,9 @@ class Producer:
     def info(self, info: SourceInfo) -> None:
         self._handoff.put_notice(_Info(info))
 
+    def note(self, message: str, *, failed: bool = False) -> None:
+        self._handoff.put_notice(SourceNote(message, failed))
+
     def sleep(self, seconds: float) -> None:
         """Sleep, or raise HandoffClosed as soon as the consumer closes."""
         self._handoff.sleep(seconds)
@@ -98,6 +112,7 @@ class ThreadedSource(ABC):
         self.info: SourceInfo | None = None
         self.on_gap: Callable[[float], None] | None = None
         self.on_status: Callable[[SourceState], None] | None = None
+        self.on_note: Callable[[SourceNote], None] | None = None
         self._handoff: Handoff[_Notice] = Handoff(capacity, policy)
         self._producer = Producer(stream_id, self._handoff)
         self._thread: threading.Thread | None = None
@@ -213,6 +228,9 @@ class ThreadedSource(ABC):
         elif isinstance(notice, _Gap):
             if self.on_gap is not None:
                 self.on_gap(notice.seconds)
+        elif isinstance(notice, SourceNote):
+            if self.on_note is not None:
+                self.on_note(notice)
         elif self.on_status is not None:
             self.on_status(notice.state)
 
