@@ -281,8 +281,8 @@ def _outputs(targets: list[str], out_dir: Path) -> tuple[str, ...]:
             t if is_push_target(t) else str(output_path(t, out_dir, f"body.redaction.outputs[{i}]"))
             for i, t in enumerate(targets)
         )
-    except LimitError as error:
-        raise _json_error(web.HTTPBadRequest, str(error)) from None
+    except LimitError as error:  # well-formed, but this server will not write there
+        raise _json_error(web.HTTPUnprocessableEntity, str(error)) from None
 
 
 def _concept(body: dict[str, Any], path: str) -> Concept:
@@ -344,8 +344,8 @@ async def _edit(edit: Awaitable[Any]) -> Any:
         raise _json_error(
             web.HTTPNotFound, str(error.args[0]) if error.args else "not found"
         ) from None
-    except ValueError as error:
-        raise _json_error(web.HTTPBadRequest, str(error)) from None
+    except ValueError as error:  # well-formed, but this stream's tracker cannot take it
+        raise _json_error(web.HTTPUnprocessableEntity, str(error)) from None
 
 
 # --- responses and middleware --------------------------------------------------------------

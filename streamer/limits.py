@@ -72,6 +72,8 @@ def check_concept(concept: Concept, field: str, limits: Limits = DEFAULT) -> Non
 def output_path(target: str, allowed_dir: str | os.PathLike[str], field: str) -> Path:
     """The absolute path `target` names, if it lies inside `allowed_dir` (a relative target is
     taken inside it); symbolic links and `..` are resolved first, so neither escapes it."""
+    if "\x00" in target:
+        raise LimitError(f"{field}: {target!r} contains a NUL character; name a file")
     root = Path(allowed_dir).resolve()
     resolved = (root / target).resolve()  # an absolute target replaces root here
     if not resolved.is_relative_to(root):
