@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from model.config import VideoConfig
+from model.snapshot import TrackerSnapshot
 from model.tracker.memory_bank import MemoryCaps
 from model.types import (
     BoxPrompt,
@@ -35,6 +36,7 @@ from model.video.frame import FrameState, run_frame
 from model.video.frame_model import FrameModel
 from model.video.lifecycle import Lifecycle, Track
 from model.video.sam3_frame_model import as_frame_model
+from model.video.snapshot import export_state, restore_state
 
 
 class VideoTracker:
@@ -231,6 +233,17 @@ class VideoTracker:
         if ended:
             result = dataclasses.replace(result, ended=tuple(ended) + result.ended)
         return result
+
+    # --- durable state (model/video/snapshot.py) ---------------------------------------------
+
+    def export_state(self) -> TrackerSnapshot:
+        """Concepts, next IDs and live objects as plain numpy (no memory banks)."""
+        return export_state(self)
+
+    def restore_state(self, snapshot: TrackerSnapshot) -> None:
+        """On a fresh tracker: the snapshot's concepts and counters; its objects take back their
+        IDs when detections find them again, or end as lost."""
+        restore_state(self, snapshot)
 
 
 def _default_config(model: object) -> VideoConfig:
