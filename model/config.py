@@ -132,6 +132,15 @@ class TrackerConfig:
     memory_mlp_dim: int = 2048
     rope_theta: float = 10000.0
     memory_input_pos_scale: float = 0.1  # query = feature + 0.1 * sine position
+    # ours, speed only (docs/tracker.md "Cost"); none changes the outputs beyond float rounding
+    cache_memory_kv: bool = True  # project each memory's keys / values once, not every frame
+    # pad objects to a power-of-two bucket and memories to the banks' fixed slot counts, so a
+    # steady step has the same shapes every frame (torch.compile, CUDA graphs); costs the
+    # padded rows' compute in eager, hence off by default
+    static_shapes: bool = False
+    # kernel of the memory cross-attention: auto | math | flash | efficient | cudnn | sdpa_math
+    # (model/tracker/attention_backend.py); auto = PyTorch's choice
+    memory_attention_backend: str = "auto"
     # memory encoder (tracker.maskmem_backbone)
     fuser_layers: int = 2  # ConvNeXt blocks
     fuser_kernel_size: int = 7

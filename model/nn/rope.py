@@ -6,6 +6,8 @@ that depends on the token's x position (first half of the pairs) or y position (
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -63,3 +65,54 @@ def apply_rotary(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
     real = x.to(torch.promote_types(x.dtype, torch.float32))
     x_complex = torch.view_as_complex(real.reshape(*x.shape[:-1], -1, 2))  # ... x L x D/2
     return torch.view_as_real(x_complex * freqs_cis).flatten(-2).type_as(x)  # ... x L x D
+
+
+class RotaryTable(NamedTuple):
+    """Real-valued RoPE rotations for an L-token grid: cos and sin (L, D/2) in float32 (float64
+    for float64 runs). Pair (2i, 2i+1) of a token's head vector turns by the angle of column i."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+_TABLES: dict[tuple[object, ...], RotaryTable] = {}
+_MAX_TABLES = 16  # one per (grid, head dim, device, dtype) in use; a handful in practice
+
+
+def axial_rope_table(
+    head_dim: int,
+    end_x: int,
+    end_y: int,
+    *,
+    theta: float = 10000.0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> RotaryTable:
+    """Cached cos / sin tables of `axial_rope_angles`, built once per grid size, head dim,
+    theta, device and dtype (never on the meta device: those are rebuilt, they hold no data)."""
+    key = (head_dim, end_x, end_y, theta, str(device), dtype)
+    table = _TABLES.get(key)
+    if table is None:
+        angles = axial_rope_angles(head_dim, end_x, end_y, theta=theta, device=device, dtype=dtype)
+        table = RotaryTable(angles.cos(), angles.sin())
+        if torch.device(device or "cpu").type != "meta":
+            if len(_TABLES) >= _MAX_TABLES:
+                _TABLES.pop(next(iter(_TABLES)))
+            _TABLES[key] = table
+    return table
+
+
+def rotate(x: torch.Tensor, table: RotaryTable) -> torch.Tensor:
+    """`apply_rotary` with real tables: x (..., L, D) rotated by table (L, D/2), x's dtype.
+
+    The rotation runs in float32 (float64 for float64 inputs), as the complex path does, so
+    both agree to float32 rounding. The table broadcasts over every leading axis of x, so S
+    memories of one grid share one table, viewed (S, L, ...) instead of repeated."""
+    if table.cos.shape != (x.shape[-2], x.shape[-1] // 2):
+        raise ValueError(f"rotary table {tuple(table.cos.shape)} does not fit x {tuple(x.shape)}")
+    work = torch.promote_types(x.dtype, torch.float32)
+    pairs = x.to(work).reshape(*x.shape[:-1], -1, 2)  # ... x L x D/2 x 2
+    even, odd = pairs[..., 0], pairs[..., 1]
+    cos, sin = table.cos.to(work), table.sin.to(work)
+    turned = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return turned.flatten(-2).to(x.dtype)

@@ -13,8 +13,11 @@ object's memories.
 
 Memories of different objects are padded to one length; `memory_padding` masks the padding out
 of the cross-attention, so padded and unpadded objects give the same result.
-RoPE tables are recomputed per call from the grid size (pure, cheap, nothing to restore after a
-meta-device build, and never rounded by a `.to(bfloat16)`).
+Keys and values reach the layers already projected (`MemoryKV`): either projected here from
+`MemoryTokens` on every call (the reference path, as the official code does) or assembled from
+projections cached when each memory was stored (model/tracker/memory_kv.py). RoPE uses real
+cos / sin tables cached per grid size, device and dtype (model/nn/rope.py), never rounded by a
+`.to(bfloat16)` and rebuilt, not restored, after a meta-device build.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.nn.layers import Factory, attention, merge_heads, split_heads
+from model.nn.layers import Factory, merge_heads, split_heads
 from model.nn.position import sine_position_grid
-from model.nn.rope import apply_rotary, axial_rope_freqs
+from model.nn.rope import RotaryTable, axial_rope_table, rotate
+from model.tracker.attention_backend import attend, check_backend
 from model.tracker.memory_bank import MemoryBatch
 
 
 class MemoryTokens(NamedTuple):
     """B objects' memories as attention keys: tokens and pos (B, L, mem_dim), spatial grids first
-    and `num_obj_ptr_tokens` pointer tokens last; padding (B, L) bool (True = padding) or None."""
+    and `num_obj_ptr_tokens` pointer tokens last; padding (B, L) bool (True = padding) or None
+    (no padding). `memory_tokens` always returns the mask: testing it for padding would read
+    the device."""
 
     tokens: torch.Tensor
     pos: torch.Tensor
@@ -75,9 +81,36 @@ def memory_tokens(
     return MemoryTokens(
         tokens=torch.cat([spatial, ptrs], dim=1),
         pos=torch.cat([spatial_pos, ptr_pos], dim=1),
-        padding=padding if bool(padding.any()) else None,
+        padding=padding,
         num_obj_ptr_tokens=p * k,
     )
+
+
+class MemoryKV(NamedTuple):
+    """Memory keys and values as the cross-attention of every layer reads them: keys[l] and
+    values[l] (B, L, C) after `k_proj` / `v_proj` (RoPE already applied to the spatial keys);
+    mask (B, 1, 1, L) additive float (-inf = padding) or None when nothing is padded."""
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    mask: torch.Tensor | None
+
+
+def padding_bias(padding: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, L) bool, True = padding -> (B, 1, 1, L) additive mask in `dtype`, built once per call
+    and shared by every layer. A row that is all padding attends to everything instead (its
+    result is discarded by the caller), so no row turns into NaN."""
+    if padding is None:
+        return None
+    padding = padding & ~padding.all(dim=1, keepdim=True)
+    zeros = torch.zeros(padding.shape, dtype=dtype, device=padding.device)
+    return zeros.masked_fill(padding, float("-inf"))[:, None, None, :]
+
+
+def rotate_heads(x: torch.Tensor, table: RotaryTable, num_heads: int) -> torch.Tensor:
+    """RoPE on (..., L, H * D) merged-head vectors: each head's D channels turn by table (L, D/2)."""
+    heads = x.reshape(*x.shape[:-1], num_heads, -1).transpose(-3, -2)  # ... x H x L x D
+    return rotate(heads, table).transpose(-3, -2).flatten(-2)
 
 
 class RoPEAttention(nn.Module):
@@ -100,6 +133,41 @@ class RoPEAttention(nn.Module):
         self.k_proj = nn.Linear(kv_in_dim, embedding_dim, **factory)
         self.v_proj = nn.Linear(kv_in_dim, embedding_dim, **factory)
         self.out_proj = nn.Linear(embedding_dim, embedding_dim, **factory)
+        self.backend = "auto"  # set by MemoryAttention (model/tracker/attention_backend.py)
+
+    def project_keys(
+        self, k: torch.Tensor, *, rope: RotaryTable, num_k_exclude_rope: int = 0
+    ) -> torch.Tensor:
+        """k_proj of keys (B, Lk, C_kv), RoPE on the first Lk - num_k_exclude_rope, which must be
+        whole grids of rope's L tokens (one table shared by every grid): (B, Lk, C)."""
+        keys: torch.Tensor = self.k_proj(k)
+        grid = rope.cos.shape[0]
+        num_rope = keys.shape[1] - num_k_exclude_rope
+        if num_rope % grid:
+            raise ValueError(f"{num_rope} RoPE keys are not whole {grid}-token grids")
+        if num_rope == 0:
+            return keys
+        b, _, c = keys.shape
+        spatial = keys[:, :num_rope].reshape(b, num_rope // grid, grid, c)  # B x S x L x C
+        turned = rotate_heads(spatial, rope, self.num_heads).reshape(b, num_rope, c)
+        return torch.cat([turned, keys[:, num_rope:]], dim=1) if num_k_exclude_rope else turned
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        *,
+        rope: RotaryTable,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """q (B, HW, C) against projected keys / values (B, Lk, C); mask (B, 1, 1, Lk) additive."""
+        q = split_heads(rotate_heads(self.q_proj(q), rope, self.num_heads), self.num_heads)
+        k = split_heads(keys, self.num_heads)  # B x H x Lk x D
+        v = split_heads(values, self.num_heads)
+        out = attend(q, k, v, mask=mask, backend=self.backend)  # B x H x HW x D
+        projected: torch.Tensor = self.out_proj(merge_heads(out))  # B x HW x C
+        return projected
 
     def forward(
         self,
@@ -107,30 +175,15 @@ class RoPEAttention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         *,
-        freqs_cis: torch.Tensor,
+        rope: RotaryTable,
         num_k_exclude_rope: int = 0,
         key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """q (B, HW, C); k, v (B, Lk, C_kv); freqs_cis (HW, D/2); key_padding_mask (B, Lk) True =
-        padding. The first Lk - num_k_exclude_rope keys must be whole g x g grids."""
-        q = split_heads(self.q_proj(q), self.num_heads)  # B x H x HW x D
-        k = split_heads(self.k_proj(k), self.num_heads)  # B x H x Lk x D
-        v = split_heads(self.v_proj(v), self.num_heads)
-
-        q = apply_rotary(q, freqs_cis)
-        num_rope = k.shape[-2] - num_k_exclude_rope
-        if num_rope % freqs_cis.shape[0]:
-            raise ValueError(f"{num_rope} RoPE keys are not whole {freqs_cis.shape[0]}-token grids")
-        if num_rope > 0:
-            repeats = num_rope // freqs_cis.shape[0]
-            k_rope = apply_rotary(k[:, :, :num_rope], freqs_cis.repeat(repeats, 1))
-            k = torch.cat([k_rope, k[:, :, num_rope:]], dim=2)
-
-        mask = None
-        if key_padding_mask is not None:
-            mask = key_padding_mask[:, None, None, :]  # B x 1 x 1 x Lk, True = blocked
-        out: torch.Tensor = self.out_proj(merge_heads(attention(q, k, v, mask=mask)))  # B x HW x C
-        return out
+        """q (B, HW, C); k, v (B, Lk, C_kv); rope over the g x g grid; key_padding_mask (B, Lk)
+        True = padding. The first Lk - num_k_exclude_rope keys must be whole g x g grids."""
+        keys = self.project_keys(k, rope=rope, num_k_exclude_rope=num_k_exclude_rope)
+        mask = padding_bias(key_padding_mask, q.dtype)
+        return self.attend(q, keys, self.v_proj(v), rope=rope, mask=mask)
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -161,24 +214,17 @@ class MemoryAttentionLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        memory: torch.Tensor,
-        memory_pos: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
         *,
-        freqs_cis: torch.Tensor,
-        num_obj_ptr_tokens: int,
-        memory_padding: torch.Tensor | None,
+        rope: RotaryTable,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
+        """x (B, HW, C); this layer's projected memory keys / values (B, L, C)."""
         y = self.norm1(x)
-        x = x + self.self_attn(y, y, y, freqs_cis=freqs_cis)
+        x = x + self.self_attn(y, y, y, rope=rope)
         y = self.norm2(x)
-        x = x + self.cross_attn_image(
-            y,
-            memory + memory_pos,
-            memory,
-            freqs_cis=freqs_cis,
-            num_k_exclude_rope=num_obj_ptr_tokens,
-            key_padding_mask=memory_padding,
-        )
+        x = x + self.cross_attn_image.attend(y, keys, values, rope=rope, mask=mask)
         y = self.norm3(x)
         mlp_out: torch.Tensor = self.linear2(F.relu(self.linear1(y)))
         return x + mlp_out
@@ -195,6 +241,7 @@ class MemoryAttention(nn.Module):
         mlp_dim: int,
         rope_theta: float,
         input_pos_scale: float,
+        backend: str = "auto",
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -210,36 +257,65 @@ class MemoryAttention(nn.Module):
         self.head_dim = d_model // num_heads
         self.rope_theta = rope_theta
         self.input_pos_scale = input_pos_scale
+        self.set_backend(backend)
 
-    def forward(
-        self, features: torch.Tensor, features_pos: torch.Tensor, memory: MemoryTokens
-    ) -> torch.Tensor:
-        """Condition B objects' features (B, C, h, w) on their memories; features_pos
-        (1 | B, C, h, w) is the features' sine position. Returns (B, C, h, w)."""
-        batch, channels, h, w = features.shape
-        if memory.tokens.shape[0] != batch or memory.pos.shape != memory.tokens.shape:
-            raise ValueError(
-                f"memory {tuple(memory.tokens.shape)} / position {tuple(memory.pos.shape)} "
-                f"do not match {batch} objects"
-            )
-        x = features + self.input_pos_scale * features_pos
-        x = x.flatten(2).transpose(1, 2)  # B x HW x C
-        freqs_cis = axial_rope_freqs(
+    def set_backend(self, backend: str) -> None:
+        """The kernel of the memory cross-attention (model/tracker/attention_backend.py)."""
+        check_backend(backend)
+        for layer in self.cross_layers():
+            layer.cross_attn_image.backend = backend
+
+    def cross_layers(self) -> list[MemoryAttentionLayer]:
+        return [layer for layer in self.layers if isinstance(layer, MemoryAttentionLayer)]
+
+    def rope_table(self, h: int, w: int, like: torch.Tensor) -> RotaryTable:
+        """The cached cos / sin of the h x w grid (float32; float64 for float64 runs)."""
+        return axial_rope_table(
             self.head_dim,
             w,
             h,
             theta=self.rope_theta,
-            device=x.device,
-            dtype=torch.promote_types(x.dtype, torch.float32),  # complex128 for float64 runs
+            device=like.device,
+            dtype=torch.promote_types(like.dtype, torch.float32),
         )
-        for layer in self.layers:
-            x = layer(
-                x,
-                memory.tokens,
-                memory.pos,
-                freqs_cis=freqs_cis,
-                num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
-                memory_padding=memory.padding,
+
+    def project(self, memory: MemoryTokens, rope: RotaryTable) -> MemoryKV:
+        """The reference path: every layer projects the flattened memories (keys = memory +
+        position, RoPE on the spatial keys; values = memory), on every call."""
+        keys, values = [], []
+        keyed = memory.tokens + memory.pos
+        for layer in self.cross_layers():
+            attn = layer.cross_attn_image
+            keys.append(
+                attn.project_keys(keyed, rope=rope, num_k_exclude_rope=memory.num_obj_ptr_tokens)
             )
+            values.append(attn.v_proj(memory.tokens))
+        return MemoryKV(tuple(keys), tuple(values), padding_bias(memory.padding, keys[0].dtype))
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        features_pos: torch.Tensor,
+        memory: MemoryTokens | MemoryKV,
+    ) -> torch.Tensor:
+        """Condition B objects' features (B, C, h, w) on their memories; features_pos
+        (1 | B, C, h, w) is the features' sine position. Returns (B, C, h, w)."""
+        batch, channels, h, w = features.shape
+        x = features + self.input_pos_scale * features_pos
+        x = x.flatten(2).transpose(1, 2)  # B x HW x C
+        rope = self.rope_table(h, w, x)
+        if isinstance(memory, MemoryTokens):
+            if memory.tokens.shape[0] != batch or memory.pos.shape != memory.tokens.shape:
+                raise ValueError(
+                    f"memory {tuple(memory.tokens.shape)} / position {tuple(memory.pos.shape)} "
+                    f"do not match {batch} objects"
+                )
+            memory = self.project(memory, rope)
+        if len(memory.keys) != len(self.layers) or memory.keys[0].shape[0] != batch:
+            raise ValueError(
+                f"memory keys of {len(memory.keys)} layers do not match {batch} objects"
+            )
+        for layer, keys, values in zip(self.layers, memory.keys, memory.values, strict=True):
+            x = layer(x, keys, values, rope=rope, mask=memory.mask)
         normed: torch.Tensor = self.norm(x)
         return normed.transpose(1, 2).reshape(batch, channels, h, w)  # B x C x h x w

@@ -21,10 +21,35 @@ with which temporal offsets, in the official concatenation order.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
+
+
+class ProjectionCache:
+    """A memory's keys and values as one tracker projected them (model/tracker/memory_kv.py):
+    filled on the entry's first read as a spatial memory, dropped by its bank once it can no
+    longer be one. `owner` names the tracker (its weights), so another tracker recomputes."""
+
+    __slots__ = ("owner", "keys", "values")
+
+    def __init__(self) -> None:
+        self.owner: object | None = None
+        self.keys: torch.Tensor | None = None  # layers x h*w x C
+        self.values: torch.Tensor | None = None
+
+    def get(self, owner: object) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.owner is not owner or self.keys is None or self.values is None:
+            return None
+        return self.keys, self.values
+
+    def put(self, owner: object, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.owner, self.keys, self.values = owner, keys, values
+
+    def clear(self) -> None:
+        self.owner = self.keys = self.values = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +66,7 @@ class MemoryEntry:
     pointer: torch.Tensor
     score: float
     is_cond: bool
+    cache: ProjectionCache = field(default_factory=ProjectionCache, repr=False)
 
 
 class MemoryView(NamedTuple):
@@ -53,6 +79,7 @@ class MemoryView(NamedTuple):
 
     spatial: tuple[tuple[int, MemoryEntry], ...]
     pointers: tuple[tuple[int, MemoryEntry], ...]
+    slots: tuple[int, int] = (0, 0)  # the most (spatial, pointers) the bank's caps allow
 
 
 @dataclass(frozen=True)
@@ -160,7 +187,20 @@ class MemoryBank:
                     rank if self.caps.use_memory_selection else frame_index - entry.frame_index
                 )
                 pointers.append((distance, entry))
-        return MemoryView(spatial=tuple(spatial), pointers=tuple(pointers))
+        self._drop_projections({id(e) for _, e in spatial})
+        caps = self.caps
+        slots = (
+            caps.max_cond_frames + caps.num_recent,
+            caps.max_cond_frames + caps.max_object_pointers - 1,
+        )
+        return MemoryView(spatial=tuple(spatial), pointers=tuple(pointers), slots=slots)
+
+    def _drop_projections(self, keep: set[int]) -> None:
+        """Free the cached keys / values of entries that are not spatial memories now: older
+        ones only move further from the spatial window (a cleared window is recomputed)."""
+        for entry in (*self._cond, *self._recent, self._latest):
+            if entry is not None and id(entry) not in keep:
+                entry.cache.clear()
 
     def _picks(self, frame_index: int, selected: list[MemoryEntry]) -> list[MemoryEntry | None]:
         def usable(entry: MemoryEntry | None) -> MemoryEntry | None:
@@ -195,14 +235,28 @@ class MemoryBatch(NamedTuple):
     pointers: torch.Tensor  # B x P x C
     pointer_distances: torch.Tensor  # B x P float
     pointer_valid: torch.Tensor  # B x P bool
+    # the views the batch was stacked from: the tracker then reads their cached projections
+    views: tuple[MemoryView, ...] | None = None
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The six tensors (without `views`), e.g. to move or index them all."""
+        return (
+            self.features,
+            self.offsets,
+            self.valid,
+            self.pointers,
+            self.pointer_distances,
+            self.pointer_valid,
+        )
 
 
 def stack_views(views: list[MemoryView]) -> MemoryBatch:
     """Pad the views of B objects into one batch for a single tracker call.
 
     Returns features (B, S, C_mem, h, w), offsets (B, S) long, valid (B, S) bool for spatial
-    memories and pointers (B, P, C), pointer distances (B, P) float, pointer_valid (B, P) bool.
-    Padding slots hold zeros and are masked out of attention.
+    memories and pointers (B, P, C), pointer distances (B, P) float, pointer_valid (B, P) bool,
+    and the views themselves. Padding slots hold zeros and are masked out of attention. One
+    stack per tensor and one upload of the slot table (no per-memory copies).
     """
     if not views:
         raise ValueError("stack_views needs at least one view")
@@ -210,27 +264,55 @@ def stack_views(views: list[MemoryView]) -> MemoryBatch:
     b = len(views)
     s = max(len(v.spatial) for v in views)
     p = max(len(v.pointers) for v in views)
-    feats = first.features.new_zeros((b, s, *first.features.shape))  # B x S x C_mem x h x w
-    offsets = torch.zeros((b, s), dtype=torch.long)
-    valid = torch.zeros((b, s), dtype=torch.bool)
-    ptrs = first.pointer.new_zeros((b, p, *first.pointer.shape))  # B x P x C
-    distances = torch.zeros((b, p), dtype=torch.float32)
-    ptr_valid = torch.zeros((b, p), dtype=torch.bool)
-    for i, view in enumerate(views):
-        for j, (offset, entry) in enumerate(view.spatial):
-            feats[i, j] = entry.features
-            offsets[i, j] = offset
-            valid[i, j] = True
-        for j, (distance, entry) in enumerate(view.pointers):
-            ptrs[i, j] = entry.pointer
-            distances[i, j] = float(distance)
-            ptr_valid[i, j] = True
-    device = first.features.device
+    zero_feat = first.features.new_zeros(first.features.shape)
+    zero_ptr = first.pointer.new_zeros(first.pointer.shape)
+    feats: list[torch.Tensor] = []
+    ptrs: list[torch.Tensor] = []
+    for view in views:
+        feats += [e.features for _, e in view.spatial] + [zero_feat] * (s - len(view.spatial))
+        ptrs += [e.pointer for _, e in view.pointers] + [zero_ptr] * (p - len(view.pointers))
+    offsets, valid, distances, ptr_valid = slot_table(views, s, p, first.features.device)
     return MemoryBatch(
-        features=feats,
-        offsets=offsets.to(device),
-        valid=valid.to(device),
-        pointers=ptrs,
-        pointer_distances=distances.to(device),
-        pointer_valid=ptr_valid.to(device),
+        features=torch.stack(feats).reshape(b, s, *first.features.shape),
+        offsets=offsets,
+        valid=valid,
+        pointers=torch.stack(ptrs).reshape(b, p, *first.pointer.shape),
+        pointer_distances=distances,
+        pointer_valid=ptr_valid,
+        views=tuple(views),
     )
+
+
+def slot_table(
+    views: Sequence[MemoryView], s: int, p: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """offsets (B, S) long, valid (B, S) bool, pointer distances (B, P) float, pointer_valid
+    (B, P) bool of the views padded to S and P slots: built on the host, one upload."""
+    rows = []
+    for view in views:
+        pad_s, pad_p = s - len(view.spatial), p - len(view.pointers)
+        rows.append(
+            [o for o, _ in view.spatial]
+            + [0] * pad_s
+            + [1] * len(view.spatial)
+            + [0] * pad_s
+            + [d for d, _ in view.pointers]
+            + [0] * pad_p
+            + [1] * len(view.pointers)
+            + [0] * pad_p
+        )
+    table = upload(torch.tensor(rows, dtype=torch.long).reshape(len(views), 2 * (s + p)), device)
+    return (
+        table[:, :s],
+        table[:, s : 2 * s].bool(),
+        table[:, 2 * s : 2 * s + p].float(),
+        table[:, 2 * s + p :].bool(),
+    )
+
+
+def upload(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on `device` without a host sync: through pinned memory and a
+    non-blocking copy on CUDA (the copy is ordered on the stream like any kernel)."""
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)

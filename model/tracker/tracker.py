@@ -26,7 +26,6 @@ from model.config import TrackerConfig
 from model.nn.layers import MLP, Factory
 from model.nn.position import sine_position_grid
 from model.tracker.mask_decoder import (
-    DecoderOutput,
     MaskDecoder,
     resize_logits,
     select_masks,
@@ -34,10 +33,18 @@ from model.tracker.mask_decoder import (
     working_dtype,
 )
 from model.tracker.memory_attention import MemoryAttention, memory_tokens
-from model.tracker.memory_bank import MemoryBatch
+from model.tracker.memory_bank import MemoryBatch, MemoryView
 from model.tracker.memory_encoder import MemoryEncoder
+from model.tracker.memory_kv import StoredMemory, assemble, gather, slot_keys
 from model.tracker.object_pointer import pointer_positions
-from model.tracker.prompt_encoder import NOT_A_POINT, PromptEncoder
+from model.tracker.prompt_encoder import PromptEncoder
+from model.tracker.prompt_groups import (
+    decode_grouped,
+    flags,
+    mask_prompts,
+    num_objects,
+    use_multimask,
+)
 from model.tracker.two_way_transformer import TwoWayTransformer
 from model.tracker.types import ObjectPrompt, TrackerFeatures, TrackStepOutput
 
@@ -79,6 +86,7 @@ class Tracker(nn.Module):
                     mlp_dim=c.memory_mlp_dim,
                     rope_theta=c.rope_theta,
                     input_pos_scale=c.memory_input_pos_scale,
+                    backend=c.memory_attention_backend,
                     **factory,
                 )
             }
@@ -119,6 +127,8 @@ class Tracker(nn.Module):
         )
         self.obj_ptr_proj = MLP(c.d_model, c.d_model, c.d_model, 3, **factory)
         self.obj_ptr_tpos_proj = nn.Linear(c.d_model, c.mem_dim, **factory)
+        # derived from weights, not state: (weights' identity and version, slot_keys table)
+        self._slot_cache: tuple[tuple[object, ...], torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -176,43 +186,56 @@ class Tracker(nn.Module):
         entry is treated as having none: features + no_mem_embed, the official first-frame
         path). `prompts` has one entry per object (None = no prompt). N comes from whichever is
         given; with both they must agree. `high_res=True` also returns image-size masks.
+
+        A batch from `stack_views` (it carries the banks' views) without prompts takes the
+        steady path: cached memory projections (`propagate`), unless
+        `TrackerConfig.cache_memory_kv` is off. Both paths give the same outputs.
         """
-        n = _num_objects(memory, prompts)
+        n = num_objects(memory, prompts)
+        if (
+            (prompts is None or all(p is None for p in prompts))
+            and memory is not None
+            and memory.views is not None
+            and self.config.cache_memory_kv
+        ):
+            stored = self.stored_memory(memory.views)
+            step = self.propagate(features, stored)
+            if stored.valid.shape[0] != n:  # bucket padding rows
+                step = TrackStepOutput(
+                    step.low_res_masks[:n],
+                    None,
+                    step.iou_scores[:n],
+                    step.object_score_logits[:n],
+                    step.obj_ptr[:n],
+                )
+            return self._with_high_res(step, high_res)
         prompts = list(prompts) if prompts is not None else [None] * n
         feats = features.expand(n)
-        is_mask = [p is not None and p.mask is not None for p in prompts]
-        mask_rows = torch.tensor(is_mask, device=feats.pix.device)
+        device = feats.pix.device
+        mask_rows = flags([p is not None and p.mask is not None for p in prompts], device)
 
         # 1. condition each object's features on its memories
         conditioned = self._condition(feats, memory, mask_rows)  # N x C x g x g
 
         # 2. prompt encoding: dense mask embeddings for mask prompts, point tokens otherwise
-        masks_16g = self._mask_prompts(prompts)  # index -> 1 x 1 x 16g x 16g
+        masks_16g = mask_prompts(
+            prompts, self.config.memory_mask_size, self.no_obj_ptr
+        )  # index -> 1 x 1 x 16g x 16g
         dense = self.sam_prompt_encoder.no_mask_dense(n).to(conditioned.dtype)
         if masks_16g:
             rows = torch.tensor(list(masks_16g), device=dense.device)
             mask_prompt = self.mask_downsample(torch.cat(list(masks_16g.values())).to(dense.dtype))
             dense = dense.index_copy(0, rows, self.sam_prompt_encoder.embed_masks(mask_prompt))
 
-        # 3. SAM mask decoder, one call per distinct number of point tokens
-        decoded = self._decode(feats, conditioned, dense, prompts)
-        multimask = torch.tensor(
-            [self._use_multimask(p) for p in prompts], device=conditioned.device
+        # 3. SAM mask decoder (one call per distinct number of point tokens); 4. absent objects
+        multimask = flags([use_multimask(self.config, p) for p in prompts], device)
+        step = self._decode_and_choose(feats, conditioned, dense, prompts, multimask)
+        low_res, ious, scores, obj_ptr = (
+            step.low_res_masks,
+            step.iou_scores,
+            step.object_score_logits,
+            step.obj_ptr,
         )
-        chosen = select_masks(
-            decoded,
-            multimask,
-            dynamic_stability=self.config.dynamic_multimask_via_stability,
-            stability_delta=self.config.dynamic_multimask_stability_delta,
-            stability_thresh=self.config.dynamic_multimask_stability_thresh,
-        )
-
-        # 4. absent objects: placeholder mask and the no-object pointer
-        scores = decoded.object_score_logits  # N x 1
-        appearing = scores > 0
-        low_res = torch.where(appearing[:, :, None, None], upcast(chosen.masks), NO_OBJ_SCORE)
-        obj_ptr = torch.where(appearing, self.obj_ptr_proj(chosen.tokens), self.no_obj_ptr)
-        ious = chosen.ious
 
         # 5. mask prompts are taken as the output (official `_use_mask_as_output`)
         high_res_prompt: torch.Tensor | None = None
@@ -231,21 +254,66 @@ class Tracker(nn.Module):
             obj_ptr = obj_ptr.index_copy(
                 0, rows, torch.where(present, obj_ptr[rows], self.no_obj_ptr)
             )
+        step = TrackStepOutput(low_res, None, ious, scores, obj_ptr)
+        step = self._with_high_res(step, high_res)
+        if high_res_prompt is not None and step.high_res_masks is not None:
+            rows = torch.tensor(list(masks_16g), device=low_res.device)
+            prompt_hr = resize_logits(high_res_prompt, self.config.image_size, antialias=True)
+            step = step._replace(high_res_masks=step.high_res_masks.index_copy(0, rows, prompt_hr))
+        return step
 
-        high = None
-        if high_res:
-            high = resize_logits(low_res, self.config.image_size, antialias=False)
-            if high_res_prompt is not None:
-                rows = torch.tensor(list(masks_16g), device=high.device)
-                prompt_hr = resize_logits(high_res_prompt, self.config.image_size, antialias=True)
-                high = high.index_copy(0, rows, prompt_hr)
-        return TrackStepOutput(
-            low_res_masks=low_res,
-            high_res_masks=high,
-            iou_scores=ious,
-            object_score_logits=scores,
-            obj_ptr=obj_ptr,
+    def propagate(self, features: TrackerFeatures, memory: StoredMemory) -> TrackStepOutput:
+        """The steady tracker step: B objects, no prompts, memories from `stored_memory`.
+
+        Tensors in, tensors out: no host sync, no data-dependent Python branch, shapes fixed
+        by `memory` (torch.compile(fullgraph=True) and CUDA graphs capture it whole). Rows
+        without any valid memory (bucket padding) take features + no_mem_embed.
+        """
+        c = self.config
+        b = memory.valid.shape[0]
+        feats = features.expand(b)
+        kv = assemble(
+            self.memory_attention,
+            memory,
+            pointer_positions(
+                self.obj_ptr_tpos_proj, memory.pointer_distances, c.max_obj_ptrs_in_encoder
+            ),
         )
+        attended = self.memory_attention(feats.pix, feats.pix_pos, kv)
+        has_memory = memory.valid.any(dim=1) | memory.pointer_valid.any(dim=1)
+        plain = feats.pix + self.no_mem_embed.reshape(1, -1, 1, 1)
+        conditioned = torch.where(has_memory[:, None, None, None], attended.to(plain.dtype), plain)
+        dense = self.sam_prompt_encoder.no_mask_dense(b).to(conditioned.dtype)
+        multimask = torch.full((b,), use_multimask(self.config, None), device=conditioned.device)
+        return self._decode_and_choose(feats, conditioned, dense, [None] * b, multimask)
+
+    def stored_memory(self, views: Sequence[MemoryView]) -> StoredMemory:
+        """The views' memories as `propagate` reads them: cached projections (projected on
+        first read), the slot table, padded per `TrackerConfig.static_shapes`."""
+        return gather(
+            self.memory_attention, views, self._slot_table(), static=self.config.static_shapes
+        )
+
+    def _slot_table(self) -> torch.Tensor:
+        """`slot_keys` of the current weights, rebuilt only when they change (load, .to())."""
+        attn = self.memory_attention
+        params: list[torch.Tensor] = [self.maskmem_tpos_enc]
+        for layer in attn.cross_layers():
+            proj = layer.cross_attn_image
+            params += [proj.k_proj.weight, proj.k_proj.bias]
+        key = tuple((id(p), p._version, p.dtype, p.device) for p in params)
+        if self._slot_cache is None or self._slot_cache[0] != key:
+            c, g = self.config, self.config.grid_size
+            tpos = self.maskmem_tpos_enc.reshape(c.num_maskmem, c.mem_dim)
+            with torch.no_grad():
+                self._slot_cache = (key, slot_keys(attn, tpos, g, g))
+        return self._slot_cache[1]
+
+    def _with_high_res(self, step: TrackStepOutput, high_res: bool) -> TrackStepOutput:
+        if not high_res:
+            return step
+        high = resize_logits(step.low_res_masks, self.config.image_size, antialias=False)
+        return step._replace(high_res_masks=high)
 
     def encode_memory(
         self,
@@ -288,19 +356,14 @@ class Tracker(nn.Module):
         self, feats: TrackerFeatures, memory: MemoryBatch | None, mask_rows: torch.Tensor
     ) -> torch.Tensor:
         """Memory-conditioned features (N, C, g, g): memory attention for objects with memories,
-        + no_mem_embed for those without, the raw features for mask prompts."""
+        + no_mem_embed for those without, the raw features for mask prompts. Every row runs the
+        attention and `torch.where` picks (no host sync to find the rows with memories)."""
         pix = feats.pix
         no_mem = self.no_mem_embed.reshape(1, -1, 1, 1)
         conditioned = torch.where(mask_rows[:, None, None, None], pix, pix + no_mem)
         if memory is None:
             return conditioned
         has_memory = (memory.valid.any(dim=1) | memory.pointer_valid.any(dim=1)) & ~mask_rows
-        rows = has_memory.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return conditioned
-        if rows.numel() < has_memory.numel():
-            memory = MemoryBatch(*(t[rows] for t in memory))
-            pix = pix[rows] if pix.shape[0] > 1 else pix
         c = self.config
         keys = memory_tokens(
             memory,
@@ -310,89 +373,32 @@ class Tracker(nn.Module):
             ),
             dtype=pix.dtype,
         )
-        attended = self.memory_attention(pix.expand(rows.numel(), -1, -1, -1), feats.pix_pos, keys)
-        return conditioned.index_copy(0, rows, attended.to(conditioned.dtype))
+        attended = self.memory_attention(pix, feats.pix_pos, keys).to(conditioned.dtype)
+        return torch.where(has_memory[:, None, None, None], attended, conditioned)
 
-    def _mask_prompts(self, prompts: list[ObjectPrompt | None]) -> dict[int, torch.Tensor]:
-        """Mask prompts resized to the memory-encoder size 16g: object index -> (1, 1, 16g, 16g)."""
-        size = self.config.memory_mask_size
-        out: dict[int, torch.Tensor] = {}
-        for i, prompt in enumerate(prompts):
-            if prompt is not None and prompt.mask is not None:
-                param = self.no_obj_ptr
-                mask = prompt.mask[None, None].to(param.device, working_dtype(param.dtype))
-                out[i] = resize_logits(mask, size, antialias=True)
-        return out
-
-    def _decode(
+    def _decode_and_choose(
         self,
         feats: TrackerFeatures,
         conditioned: torch.Tensor,
         dense: torch.Tensor,
         prompts: list[ObjectPrompt | None],
-    ) -> DecoderOutput:
-        """Run the mask decoder on every object, grouping objects by their number of points.
-
-        Objects without clicks or box get one "not a point" (official: an empty point with
-        label -1), so with the padding token they decode with two not-a-point tokens.
-        """
-        device = conditioned.device
-        image_pe = self.sam_prompt_encoder.dense_pe().to(conditioned.dtype)
-        groups: dict[int, list[int]] = {}
-        for i, prompt in enumerate(prompts):
-            groups.setdefault(0 if prompt is None else prompt.num_points, []).append(i)
-        parts: list[tuple[torch.Tensor, DecoderOutput]] = []
-        for num_points, members in groups.items():
-            coords = torch.zeros(len(members), max(num_points, 1), 2, device=device)
-            labels = torch.full_like(coords[..., 0], NOT_A_POINT, dtype=torch.long)
-            for j, i in enumerate(members):
-                prompt = prompts[i]
-                if prompt is not None and num_points:
-                    xy, lab = prompt.points_and_labels()
-                    coords[j], labels[j] = xy.to(device), lab.to(device)
-            sparse = self.sam_prompt_encoder.embed_points(coords, labels)  # n x (P+1) x C
-            rows = torch.tensor(members, device=device)
-            whole = len(members) == conditioned.shape[0]
-            out = self.sam_mask_decoder(
-                image=conditioned if whole else conditioned[rows],
-                image_pe=image_pe,
-                sparse=sparse.to(conditioned.dtype),
-                dense=dense if whole else dense[rows],
-                feat_s0=feats.feat_s0 if whole else feats.feat_s0[rows],
-                feat_s1=feats.feat_s1 if whole else feats.feat_s1[rows],
-            )
-            parts.append((rows, out))
-        if len(parts) == 1:
-            return parts[0][1]
-        rows = torch.cat([r for r, _ in parts])
-        order = torch.empty_like(rows)
-        order[rows] = torch.arange(rows.numel(), device=device)
-        return DecoderOutput(
-            *(torch.cat([getattr(o, f) for _, o in parts])[order] for f in DecoderOutput._fields)
+        multimask: torch.Tensor,
+    ) -> TrackStepOutput:
+        """Mask decoder, the official mask choice, and absent objects (placeholder mask,
+        no-object pointer): low-res masks, IoUs, object scores, pointers (no high-res yet)."""
+        decoded = decode_grouped(
+            self.sam_prompt_encoder, self.sam_mask_decoder, feats, conditioned, dense, prompts
         )
-
-    def _use_multimask(self, prompt: ObjectPrompt | None) -> bool:
-        """Official `_use_multimask`: 3 candidate masks for 0..1 clicks (prompted or tracking)."""
         c = self.config
-        if prompt is not None and prompt.mask is not None:
-            return False  # the pointer of a mask prompt comes from the single-mask output
-        num_points = 0 if prompt is None else prompt.num_points
-        return (
-            c.multimask_output_in_sam
-            and (prompt is not None or c.multimask_output_for_tracking)
-            and c.multimask_min_pt_num <= num_points <= c.multimask_max_pt_num
+        chosen = select_masks(
+            decoded,
+            multimask,
+            dynamic_stability=c.dynamic_multimask_via_stability,
+            stability_delta=c.dynamic_multimask_stability_delta,
+            stability_thresh=c.dynamic_multimask_stability_thresh,
         )
-
-
-def _num_objects(memory: MemoryBatch | None, prompts: Sequence[ObjectPrompt | None] | None) -> int:
-    if memory is None and prompts is None:
-        raise ValueError("track_step needs memories, prompts, or both")
-    n_mem = None if memory is None else int(memory.features.shape[0])
-    n_prompts = None if prompts is None else len(prompts)
-    if n_mem is not None and n_prompts is not None and n_mem != n_prompts:
-        raise ValueError(f"{n_mem} objects in memory but {n_prompts} prompts")
-    n = n_mem if n_mem is not None else n_prompts
-    assert n is not None
-    if n == 0:
-        raise ValueError("track_step needs at least one object")
-    return n
+        scores = decoded.object_score_logits  # N x 1
+        appearing = scores > 0
+        low_res = torch.where(appearing[:, :, None, None], upcast(chosen.masks), NO_OBJ_SCORE)
+        obj_ptr = torch.where(appearing, self.obj_ptr_proj(chosen.tokens), self.no_obj_ptr)
+        return TrackStepOutput(low_res, None, chosen.ious, scores, obj_ptr)

@@ -199,9 +199,11 @@ def batch_views(views: list[MemoryView | None]) -> object:
     if not full:
         return None
     part = stack_views([v for v in views if v is not None])
+    if len(full) == len(views):
+        return part  # with its views: the tracker's cached-projection path
     rows = torch.tensor(full)
     return type(part)(
-        *(t.new_zeros((len(views), *t.shape[1:])).index_copy(0, rows, t) for t in part)
+        *(t.new_zeros((len(views), *t.shape[1:])).index_copy(0, rows, t) for t in part.tensors())
     )
 
 

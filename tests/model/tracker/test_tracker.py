@@ -56,7 +56,7 @@ def random_memory(spatial: list[int], pointers: list[int], seed: int = 2) -> Mem
 
 
 def rows(memory: MemoryBatch, index: list[int]) -> MemoryBatch:
-    return MemoryBatch(*(t[index] for t in memory))
+    return MemoryBatch(*(t[index] for t in memory.tensors()))
 
 
 # --- layout ------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_cuda_bfloat16_runs(tracker: Tracker) -> None:
     model.load_state_dict(tracker.state_dict())
     maps = [torch.randn(1, C, s * G, s * G, device="cuda", dtype=torch.bfloat16) for s in (4, 2, 1)]
     features = model.prepare_features(maps)
-    memory = MemoryBatch(*(t.cuda() for t in random_memory([1, 3], [2, 4])))
+    memory = MemoryBatch(*(t.cuda() for t in random_memory([1, 3], [2, 4]).tensors()))
     prompts = [None, ObjectPrompt(points=torch.tensor([[30.0, 40.0]]), labels=torch.tensor([1]))]
     out = model.track_step(features, memory, prompts, high_res=True)
     memories = model.encode_memory(features, out.low_res_masks, out.object_score_logits)
