@@ -137,8 +137,13 @@ class Controller:
         elif op == "remove_concept" and wanted.report is not None:
             gone: Concept | None = wanted.report.concepts.get(args[0])
             kept = list(spec.concepts)
-            if gone in kept:
-                kept.remove(gone)
+            # the worker reports the concept with the engine's defaults filled in (thresholds,
+            # max_objects): match the one the spec holds by what it asks for
+            same = [
+                c for c in kept if gone and (c.text, c.exemplars) == (gone.text, gone.exemplars)
+            ]
+            if same:
+                kept.remove(same[0])
             wanted.spec = dataclasses.replace(spec, concepts=tuple(kept))
         return value
 
