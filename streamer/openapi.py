@@ -203,7 +203,8 @@ _WHY = {
     409: "the stream id is taken, or the engine runs its most streams",
     413: "the body is larger than the server allows (64 KiB by default)",
     415: "the body is not application/json",
-    422: "well formed, but the source cannot be opened or an output cannot be written",
+    422: "well formed, but the source cannot be opened, an output cannot be written (or lies "
+    "outside the output directory), or the stream's tracker cannot take this prompt",
     500: "a bug: the engine logs it",
 }
 _BODY_ERRORS = (400, 413, 415)
@@ -313,11 +314,11 @@ def document(version: str) -> Schema:
                 "get": _op("listConcepts", "List concepts", errors=(404,), answer={
                     **listed, "properties": {"concepts": {"type": "array", "items": CONCEPT_INFO}}}),
                 "post": _op("addConcept", "Add a concept", body=CONCEPT, ok=201,
-                            answer=CONCEPT_INFO, errors=(404,), links=new_concept),
+                            answer=CONCEPT_INFO, errors=(404, 422), links=new_concept),
             },
             f"{stream}/concepts/{{concept_id}}": {
                 "parameters": _path("stream_id", "concept_id"),
-                "delete": _op("removeConcept", "Remove a concept", ok=204, errors=(400, 404)),
+                "delete": _op("removeConcept", "Remove a concept", ok=204, errors=(400, 404, 422)),
             },
             f"{stream}/objects": {
                 "parameters": _path("stream_id"),
@@ -327,13 +328,13 @@ def document(version: str) -> Schema:
                 "post": _op("addObject", "Add an object by box and/or clicks", body=OBJECT_PROMPT,
                             ok=201, answer={"type": "object", "properties": {
                                 "object_id": {"type": "integer"}}, "required": ["object_id"]},
-                            errors=(404,), links=new_object),
+                            errors=(404, 422), links=new_object),
             },
             f"{stream}/objects/{{object_id}}": {
                 "parameters": _path("stream_id", "object_id"),
                 "patch": _op("refineObject", "Refine an object with a box and/or clicks",
-                             body=OBJECT_PROMPT, errors=(404,)),
-                "delete": _op("removeObject", "Remove an object", ok=204, errors=(400, 404)),
+                             body=OBJECT_PROMPT, errors=(404, 422)),
+                "delete": _op("removeObject", "Remove an object", ok=204, errors=(400, 404, 422)),
             },
             f"{stream}/events": {
                 "parameters": _path("stream_id"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -121,7 +122,7 @@ def _ordered(box: Any) -> Any:
 def _steer(value: Any) -> Any:
     if isinstance(value, dict):
         out = {k: _ordered(_steer(v)) if k == "box" else _steer(v) for k, v in value.items()}
-        if isinstance(out.get("source"), str) and hash(out["source"]) % 2 == 0:
+        if isinstance(out.get("source"), str) and zlib.crc32(out["source"].encode()) % 2 == 0:
             out["source"] = SOURCE  # half the streams open, so the later calls have one to use
         return out
     if isinstance(value, list):
